@@ -1,0 +1,1 @@
+"""cnnproof.constructions: tasks (the generative model) and the networks built from them."""

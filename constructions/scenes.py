@@ -1,0 +1,378 @@
+"""Scenes, base images and feature occurrence (MODEL.md sections 1-3).
+
+Stage: task -> scenes -> images. Trusted: yes (the exhaustive prover and the falsifier use it).
+The test suite checks it against a naive enumerator written separately from MODEL.md.
+
+A scene is a sorted tuple of placements ``(feature, row, col)``; scenes that differ only in the
+order of their placements are the same scene.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from cnnproof.constructions.task import ClassSpec, Feature, Task
+
+
+class SearchBudgetExceeded(Exception):
+    """A bounded search ran out of budget: the caller must answer UNKNOWN, never guess."""
+
+
+@dataclass(frozen=True, order=True)
+class Placement:
+    feature: str
+    row: int
+    col: int
+
+
+Scene = tuple[Placement, ...]
+
+
+def anchors_for(task: Task, cls: ClassSpec, feature: Feature) -> list[tuple[int, int]]:
+    """Every allowed top-left anchor of ``feature`` in a scene of ``cls`` (footprint inside)."""
+    out = []
+    for i in range(task.height - feature.height + 1):
+        for j in range(task.width - feature.width + 1):
+            if cls.anchors.allows(i, j):
+                out.append((i, j))
+    return out
+
+
+def _separated(a: tuple[int, int, int, int], b: tuple[int, int, int, int], gap: int) -> bool:
+    """Footprints (row, col, h, w) are disjoint with Chebyshev distance >= gap + 1."""
+    ai, aj, ah, aw = a
+    bi, bj, bh, bw = b
+    return (
+        ai + ah - 1 + gap < bi
+        or bi + bh - 1 + gap < ai
+        or aj + aw - 1 + gap < bj
+        or bj + bw - 1 + gap < aj
+    )
+
+
+def distractor_multisets(cls: ClassSpec) -> list[tuple[str, ...]]:
+    """Every multiset (sorted tuple) of distractors of total size <= max_distractors."""
+    out: list[tuple[str, ...]] = [()]
+    for k in range(1, cls.max_distractors + 1):
+        out.extend(itertools.combinations_with_replacement(cls.distractors, k))
+    return out
+
+
+def _slots(task: Task, cls: ClassSpec, extra: Sequence[str]) -> list[str]:
+    req = [n for n in cls.required for _ in range(cls.copies)]
+    return req + list(extra)
+
+
+def _place(task: Task, cls: ClassSpec, slots: list[str]) -> Iterator[Scene]:
+    """Every scene with exactly these feature slots (identical slots are unordered)."""
+    feats = [task.feature(n) for n in slots]
+    anchors = [anchors_for(task, cls, f) for f in feats]
+    # identical consecutive slots: enforce increasing anchor index to avoid permutations
+    order = sorted(range(len(slots)), key=lambda k: slots[k])
+    slots = [slots[k] for k in order]
+    feats = [feats[k] for k in order]
+    anchors = [anchors[k] for k in order]
+    n = len(slots)
+    boxes: list[tuple[int, int, int, int]] = []
+    chosen: list[int] = []
+
+    def rec(k: int) -> Iterator[Scene]:
+        if k == n:
+            yield tuple(
+                sorted(Placement(slots[t], *anchors[t][chosen[t]]) for t in range(n))
+            )
+            return
+        start = chosen[k - 1] + 1 if k > 0 and slots[k] == slots[k - 1] else 0
+        f = feats[k]
+        for idx in range(start, len(anchors[k])):
+            i, j = anchors[k][idx]
+            box = (i, j, f.height, f.width)
+            if all(_separated(box, b, cls.gap) for b in boxes):
+                boxes.append(box)
+                chosen.append(idx)
+                yield from rec(k + 1)
+                boxes.pop()
+                chosen.pop()
+
+    yield from rec(0)
+
+
+def enumerate_scenes(task: Task, cls: ClassSpec) -> Iterator[Scene]:
+    """Every scene of ``cls``, each exactly once."""
+    for extra in distractor_multisets(cls):
+        yield from _place(task, cls, _slots(task, cls, extra))
+
+
+def count_scenes(task: Task, cls: ClassSpec, limit: int | None = None) -> int:
+    """The number of scenes of ``cls``; raises SearchBudgetExceeded past ``limit``."""
+    n = 0
+    for _ in enumerate_scenes(task, cls):
+        n += 1
+        if limit is not None and n > limit:
+            raise SearchBudgetExceeded(f"more than {limit} scenes")
+    return n
+
+
+def find_scene(task: Task, cls: ClassSpec, budget: int = 2_000_000) -> Scene | None:
+    """One scene of ``cls`` with no distractors, or None when there is none.
+
+    Distractors are optional, so a class has a scene iff its required placements fit.
+    Raises SearchBudgetExceeded when the backtracking search visits more than ``budget`` nodes.
+    """
+    slots = _slots(task, cls, ())
+    # place the largest features first: failures show up early
+    feats = sorted((task.feature(n) for n in slots), key=lambda f: -f.height * f.width)
+    anchors = [anchors_for(task, cls, f) for f in feats]
+    if any(not a for a in anchors):
+        return None
+    visited = 0
+    boxes: list[tuple[int, int, int, int]] = []
+    chosen: list[int] = []
+
+    def rec(k: int) -> bool:
+        nonlocal visited
+        if k == len(feats):
+            return True
+        f = feats[k]
+        start = chosen[k - 1] + 1 if k > 0 and feats[k].name == feats[k - 1].name else 0
+        for idx in range(start, len(anchors[k])):
+            visited += 1
+            if visited > budget:
+                raise SearchBudgetExceeded(f"more than {budget} search nodes")
+            i, j = anchors[k][idx]
+            box = (i, j, f.height, f.width)
+            if all(_separated(box, b, cls.gap) for b in boxes):
+                boxes.append(box)
+                chosen.append(idx)
+                if rec(k + 1):
+                    return True
+                boxes.pop()
+                chosen.pop()
+        return False
+
+    if not rec(0):
+        return None
+    return tuple(sorted(Placement(f.name, *anchors[k][chosen[k]]) for k, f in enumerate(feats)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------------------------
+
+UNIFORM_LIMIT = 20_000
+
+
+def sample_scenes(task: Task, cls: ClassSpec, n: int, rng: random.Random) -> list[Scene]:
+    """``n`` scenes of ``cls`` drawn with ``rng`` (see docs/sampling.md).
+
+    Uniform over all scenes when the class has at most UNIFORM_LIMIT scenes (they are counted
+    by enumeration). Otherwise: a distractor multiset uniformly among the multisets, then
+    placements by rejection sampling over anchors, which is uniform over the scenes with that
+    multiset; after 1000 rejections a randomized backtracking search takes over.
+    """
+    try:
+        everything = list(_limited(enumerate_scenes(task, cls), UNIFORM_LIMIT))
+        return [everything[rng.randrange(len(everything))] for _ in range(n)]
+    except SearchBudgetExceeded:
+        pass
+    multisets = distractor_multisets(cls)
+    out = []
+    for _ in range(n):
+        extra = multisets[rng.randrange(len(multisets))]
+        s = _rejection_sample(task, cls, _slots(task, cls, extra), rng)
+        if s is None:  # this multiset may not fit: fall back to none
+            s = _rejection_sample(task, cls, _slots(task, cls, ()), rng)
+        if s is None:
+            raise SearchBudgetExceeded(f"could not sample a scene of class {cls.name}")
+        out.append(s)
+    return out
+
+
+def _limited(it: Iterator[Scene], limit: int) -> Iterator[Scene]:
+    for k, s in enumerate(it):
+        if k >= limit:
+            raise SearchBudgetExceeded("too many scenes to enumerate")
+        yield s
+
+
+def _rejection_sample(task: Task, cls: ClassSpec, slots: list[str], rng: random.Random) -> Scene | None:
+    feats = [task.feature(s) for s in slots]
+    anchors = [anchors_for(task, cls, f) for f in feats]
+    if any(not a for a in anchors):
+        return None
+    for _ in range(1000):
+        boxes = []
+        ok = True
+        placed = []
+        for f, an in zip(feats, anchors):
+            i, j = an[rng.randrange(len(an))]
+            box = (i, j, f.height, f.width)
+            if not all(_separated(box, b, cls.gap) for b in boxes):
+                ok = False
+                break
+            boxes.append(box)
+            placed.append(Placement(f.name, i, j))
+        if ok:
+            return tuple(sorted(placed))
+    # randomized backtracking: shuffle anchor orders, take the first complete packing
+    shuffled = [rng.sample(a, len(a)) for a in anchors]
+    boxes: list = []
+    placed: list = []
+
+    def rec(k: int) -> bool:
+        if k == len(feats):
+            return True
+        f = feats[k]
+        for i, j in shuffled[k]:
+            box = (i, j, f.height, f.width)
+            if all(_separated(box, b, cls.gap) for b in boxes):
+                if any(p == Placement(f.name, i, j) for p in placed):
+                    continue
+                boxes.append(box)
+                placed.append(Placement(f.name, i, j))
+                if rec(k + 1):
+                    return True
+                boxes.pop()
+                placed.pop()
+        return False
+
+    return tuple(sorted(placed)) if rec(0) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Images and occurrence
+# ---------------------------------------------------------------------------------------------
+
+
+def base_image(task: Task, scene: Scene) -> np.ndarray:
+    """The base image of a scene as an object array (C, H, W) of Fractions."""
+    img = np.full((task.channels, task.height, task.width), task.background, dtype=object)
+    for p in scene:
+        f = task.feature(p.feature)
+        for ch, a, b, v in f.support():
+            img[ch, p.row + a, p.col + b] = v
+    return img
+
+
+def base_image_int(task: Task, scene: Scene) -> np.ndarray:
+    """The base image scaled by ``task.scale`` as an int64 array (C, H, W)."""
+    sc = task.scale
+    img = np.full((task.channels, task.height, task.width), int(task.background * sc), dtype=np.int64)
+    for p in scene:
+        f = task.feature(p.feature)
+        for ch, a, b, v in f.support():
+            img[ch, p.row + a, p.col + b] = int(v * sc)
+    return img
+
+
+def occurrences(task: Task, image: np.ndarray, feature: Feature) -> list[tuple[int, int]]:
+    """Every anchor (i, j) where ``image`` (object array of Fractions) contains ``feature``.
+
+    Containment is within the noise bound: |x - T| <= δ on every support cell.
+    """
+    C, H, W = image.shape
+    h, w = feature.size
+    sup = feature.support()
+    out = []
+    d = task.noise
+    for i in range(H - h + 1):
+        for j in range(W - w + 1):
+            if all(abs(image[ch, i + a, j + b] - v) <= d for ch, a, b, v in sup):
+                out.append((i, j))
+    return out
+
+
+def presence_int(task: Task, images: np.ndarray) -> np.ndarray:
+    """Presence of each feature in each base image: (N, F) bool, images (N, C, H, W) scaled ints.
+
+    Base images hold exact levels, so containment is equality on the support (noise does not
+    change presence: MODEL.md section 1).
+    """
+    N, C, H, W = images.shape
+    sc = task.scale
+    out = np.zeros((N, len(task.features)), dtype=bool)
+    for k, f in enumerate(task.features):
+        h, w = f.size
+        ok = np.ones((N, H - h + 1, W - w + 1), dtype=bool)
+        for ch, a, b, v in f.support():
+            ok &= images[:, ch, a : a + H - h + 1, b : b + W - w + 1] == int(v * sc)
+        out[:, k] = ok.reshape(N, -1).any(axis=1)
+    return out
+
+
+def complete_classes(task: Task, present: Sequence[bool]) -> list[int]:
+    """Indices of the classes whose required features are all present."""
+    names = {f.name for f, p in zip(task.features, present) if p}
+    return [k for k, c in enumerate(task.classes) if all(n in names for n in c.required)]
+
+
+def true_label(task: Task, present: Sequence[bool]) -> int | None:
+    """The true label (MODEL.md section 2): the one complete class, or None when ambiguous."""
+    done = complete_classes(task, present)
+    return done[0] if len(done) == 1 else None
+
+
+def image_text(task: Task, image: np.ndarray) -> str:
+    """An image drawn as text: one symbol per pixel, exact values listed for off-level pixels."""
+    lines = []
+    C = image.shape[0]
+    for ch in range(C):
+        if C > 1:
+            lines.append(f"channel {ch}:")
+        for row in image[ch]:
+            cells = []
+            for v in row:
+                v = Fraction(v)
+                sym = task.symbol_of(v) if v in task.levels else None
+                if sym is None or sym == "?":
+                    # nearest level symbol, marked as noisy with a trailing '~'
+                    near = min(task.levels, key=lambda l: abs(l - v))
+                    s = task.symbol_of(near)
+                    cells.append((s if s != "?" else "o") + ("~" if v != near else " "))
+                else:
+                    cells.append(sym + " ")
+            lines.append("  " + "".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def scene_problem(task: Task, cls: ClassSpec, scene: Scene) -> str | None:
+    """Why ``scene`` is not a scene of ``cls`` (MODEL.md section 3), or None when it is one."""
+    names = {f.name for f in task.features}
+    counts: dict[str, int] = {}
+    for p in scene:
+        if p.feature not in names:
+            return f"unknown feature {p.feature!r}"
+        counts[p.feature] = counts.get(p.feature, 0) + 1
+    if len(set(scene)) != len(scene):
+        return "a placement is listed twice"
+    for n in cls.required:
+        if counts.get(n, 0) != cls.copies:
+            return f"required feature {n!r} placed {counts.get(n, 0)} times, not {cls.copies}"
+    extra = 0
+    for n, k in counts.items():
+        if n in cls.required:
+            continue
+        if n not in cls.distractors:
+            return f"feature {n!r} is neither required nor a distractor of class {cls.name}"
+        extra += k
+    if extra > cls.max_distractors:
+        return f"{extra} distractors placed, at most {cls.max_distractors} allowed"
+    boxes = []
+    for p in scene:
+        f = task.feature(p.feature)
+        if not (0 <= p.row <= task.height - f.height and 0 <= p.col <= task.width - f.width):
+            return f"{p.feature} at ({p.row}, {p.col}) does not fit on the canvas"
+        if not cls.anchors.allows(p.row, p.col):
+            return f"{p.feature} at ({p.row}, {p.col}) is not an allowed anchor"
+        box = (p.row, p.col, f.height, f.width)
+        for q, b in boxes:
+            if not _separated(box, b, cls.gap):
+                return f"{p.feature} at ({p.row}, {p.col}) overlaps or is closer than gap {cls.gap} to {q.feature} at ({q.row}, {q.col})"
+        boxes.append((p, box))
+    return None

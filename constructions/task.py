@@ -1,0 +1,520 @@
+"""Tasks: the generative model of MODEL.md sections 1-3, as frozen validated data.
+
+Stage: task (the first stage). Trusted: yes. A task is parsed from a TOML file by
+:func:`load_task` / :func:`task_from_toml`; every rule that validation enforces is listed in
+``docs/task-format.md`` and pinned by a test. Errors are :class:`InputError` and name the file,
+the key and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from cnnproof.verifier.errors import InputError
+from cnnproof.verifier.exact import format_rational, lcm_of_denominators, parse_rational
+
+DONT_CARE = None  # a template cell that is "*"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+Template = tuple[tuple[tuple[Fraction | None, ...], ...], ...]  # [channel][row][col]
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """Allowed top-left anchors: a stride grid (from canvas row/col 0) and an inclusive region."""
+
+    stride: tuple[int, int] = (1, 1)
+    region: tuple[int, int, int, int] | None = None  # (row0, col0, row1, col1), inclusive
+
+    def allows(self, i: int, j: int) -> bool:
+        r, q = self.stride
+        if i % r or j % q:
+            return False
+        if self.region is not None:
+            r0, c0, r1, c1 = self.region
+            if not (r0 <= i <= r1 and c0 <= j <= c1):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A template of shape C x h x w whose cells are levels or don't care (None)."""
+
+    name: str
+    template: Template
+
+    @property
+    def height(self) -> int:
+        return len(self.template[0])
+
+    @property
+    def width(self) -> int:
+        return len(self.template[0][0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    def support(self) -> tuple[tuple[int, int, int, Fraction], ...]:
+        """Every non-* cell as (channel, row, col, level)."""
+        return tuple(
+            (ch, a, b, v)
+            for ch, plane in enumerate(self.template)
+            for a, row in enumerate(plane)
+            for b, v in enumerate(row)
+            if v is not None
+        )
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """A class: required features S_c, distractors D_c and its scene rules."""
+
+    name: str
+    required: tuple[str, ...]
+    distractors: tuple[str, ...] = ()
+    copies: int = 1
+    max_distractors: int = 0
+    gap: int = 0
+    anchors: Anchors = field(default_factory=Anchors)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A whole task: canvas, levels, noise, features and classes (MODEL.md sections 1-3)."""
+
+    name: str
+    channels: int
+    height: int
+    width: int
+    levels: tuple[Fraction, ...]  # sorted, distinct
+    background: Fraction
+    noise: Fraction
+    features: tuple[Feature, ...]
+    classes: tuple[ClassSpec, ...]
+    symbols: tuple[tuple[str, Fraction], ...] = ()  # for drawing templates and images
+
+    # -- derived facts -------------------------------------------------------------------------
+    @property
+    def min_gap(self) -> Fraction:
+        """s: the smallest gap between two distinct levels."""
+        return min(b - a for a, b in zip(self.levels, self.levels[1:]))
+
+    @property
+    def scale(self) -> int:
+        """The lcm of the level denominators: base images are integers after this scaling."""
+        return lcm_of_denominators(self.levels)
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def feature_index(self, name: str) -> int:
+        for k, f in enumerate(self.features):
+            if f.name == name:
+                return k
+        raise KeyError(name)
+
+    def class_index(self, name: str) -> int:
+        for k, c in enumerate(self.classes):
+            if c.name == name:
+                return k
+        raise KeyError(name)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.classes)
+
+    def symbol_of(self, level: Fraction | None) -> str:
+        if level is None:
+            return "*"
+        for s, v in self.symbols:
+            if v == level:
+                return s
+        return "?"
+
+    def canonical(self) -> dict[str, Any]:
+        """A canonical, JSON-ready description (used for hashing and for --json output)."""
+        return {
+            "name": self.name,
+            "canvas": [self.channels, self.height, self.width],
+            "levels": [format_rational(v) for v in self.levels],
+            "background": format_rational(self.background),
+            "noise": format_rational(self.noise),
+            "features": {
+                f.name: [
+                    [[("*" if v is None else format_rational(v)) for v in row] for row in plane]
+                    for plane in f.template
+                ]
+                for f in self.features
+            },
+            "classes": [
+                {
+                    "name": c.name,
+                    "required": list(c.required),
+                    "distractors": list(c.distractors),
+                    "copies": c.copies,
+                    "max_distractors": c.max_distractors,
+                    "gap": c.gap,
+                    "stride": list(c.anchors.stride),
+                    "region": list(c.anchors.region) if c.anchors.region else None,
+                }
+                for c in self.classes
+            ],
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and validation
+# ---------------------------------------------------------------------------------------------
+
+_TOP_KEYS = {"name", "description", "canvas", "pixels", "scene", "features", "classes"}
+_CANVAS_KEYS = {"channels", "height", "width"}
+_PIXEL_KEYS = {"levels", "background", "noise", "symbols"}
+_RULE_KEYS = {"copies", "max_distractors", "gap", "stride", "region"}
+_FEATURE_KEYS = {"template", "description"}
+_CLASS_KEYS = {"required", "distractors", "description"} | _RULE_KEYS
+
+
+def load_task(path: str | Path) -> Task:
+    """Read and validate a task file. Raises InputError naming the file, key and reason."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(str(p), None, "no such file") from None
+    except IsADirectoryError:
+        raise InputError(str(p), None, "is a directory, not a task file") from None
+    except UnicodeDecodeError as e:
+        raise InputError(str(p), None, f"not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise InputError(str(p), None, f"cannot read: {e.strerror}") from None
+    return task_from_toml(text, source=str(p), default_name=p.stem)
+
+
+def task_from_toml(text: str, source: str = "<task>", default_name: str = "task") -> Task:
+    """Parse and validate the TOML text of a task."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(source, None, f"not valid TOML: {e}") from None
+    return task_from_dict(data, source=source, default_name=default_name)
+
+
+class _Ctx:
+    def __init__(self, source: str):
+        self.source = source
+
+    def err(self, key: str, reason: str) -> InputError:
+        return InputError(self.source, key, reason)
+
+
+def _check_keys(ctx: _Ctx, where: str, table: Any, allowed: set[str]) -> dict:
+    if not isinstance(table, dict):
+        raise ctx.err(where, f"must be a table, found {type(table).__name__}")
+    for k in table:
+        if k not in allowed:
+            raise ctx.err(
+                f"{where}.{k}" if where else k,
+                f"unknown key (allowed: {', '.join(sorted(allowed))})",
+            )
+    return table
+
+
+def _int(ctx: _Ctx, key: str, v: Any, minimum: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ctx.err(key, f"must be an integer, found {v!r}")
+    if v < minimum:
+        raise ctx.err(key, f"must be >= {minimum}, found {v}")
+    return v
+
+
+def _rational(ctx: _Ctx, key: str, v: Any) -> Fraction:
+    try:
+        return parse_rational(v)
+    except ValueError as e:
+        raise ctx.err(key, str(e)) from None
+
+
+def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task") -> Task:
+    """Validate a parsed TOML document (see docs/task-format.md for every rule)."""
+    ctx = _Ctx(source)
+    _check_keys(ctx, "", data, _TOP_KEYS)
+
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not name.strip():
+        raise ctx.err("name", f"must be a non-empty string, found {name!r}")
+    if "description" in data and not isinstance(data["description"], str):
+        raise ctx.err("description", "must be a string")
+
+    # canvas ------------------------------------------------------------------------------
+    if "canvas" not in data:
+        raise ctx.err("canvas", "missing table [canvas] with height and width")
+    canvas = _check_keys(ctx, "canvas", data["canvas"], _CANVAS_KEYS)
+    for k in ("height", "width"):
+        if k not in canvas:
+            raise ctx.err(f"canvas.{k}", "missing")
+    channels = _int(ctx, "canvas.channels", canvas.get("channels", 1), 1)
+    height = _int(ctx, "canvas.height", canvas["height"], 1)
+    width = _int(ctx, "canvas.width", canvas["width"], 1)
+
+    # pixels ------------------------------------------------------------------------------
+    pixels = _check_keys(ctx, "pixels", data.get("pixels", {}), _PIXEL_KEYS)
+    raw_levels = pixels.get("levels", [0, 1])
+    if not isinstance(raw_levels, list):
+        raise ctx.err("pixels.levels", f"must be a list of rationals, found {raw_levels!r}")
+    levels_list = [_rational(ctx, f"pixels.levels[{k}]", v) for k, v in enumerate(raw_levels)]
+    if len(set(levels_list)) != len(levels_list):
+        raise ctx.err("pixels.levels", "levels must be distinct")
+    if len(levels_list) < 2:
+        raise ctx.err("pixels.levels", f"needs at least two levels, found {len(levels_list)}")
+    levels = tuple(sorted(levels_list))
+    background = (
+        _rational(ctx, "pixels.background", pixels["background"])
+        if "background" in pixels
+        else levels[0]
+    )
+    if background not in levels:
+        raise ctx.err(
+            "pixels.background",
+            f"{format_rational(background)} is not one of the levels "
+            f"{[format_rational(v) for v in levels]}",
+        )
+    noise = _rational(ctx, "pixels.noise", pixels.get("noise", 0))
+    if noise < 0:
+        raise ctx.err("pixels.noise", f"must be >= 0, found {format_rational(noise)}")
+    s = min(b - a for a, b in zip(levels, levels[1:]))
+    if 2 * noise >= s:
+        raise ctx.err(
+            "pixels.noise",
+            f"2*noise = {format_rational(2 * noise)} must be below the smallest level gap "
+            f"s = {format_rational(s)} (the model needs 2δ < s)",
+        )
+    symbols = _symbols(ctx, pixels.get("symbols"), levels)
+
+    # scene rules -------------------------------------------------------------------------
+    scene = _check_keys(ctx, "scene", data.get("scene", {}), _RULE_KEYS)
+    defaults = _rules(ctx, "scene", scene, None, height, width)
+
+    # features ----------------------------------------------------------------------------
+    if "features" not in data:
+        raise ctx.err("features", "missing: define at least one feature as [features.NAME]")
+    raw_features = data["features"]
+    if not isinstance(raw_features, dict) or not raw_features:
+        raise ctx.err("features", "must be a non-empty table of [features.NAME]")
+    sym_map = dict(symbols)
+    features = []
+    for fname, ftable in raw_features.items():
+        key = f"features.{fname}"
+        if not _NAME.match(fname):
+            raise ctx.err(key, "feature names must match [A-Za-z_][A-Za-z0-9_-]*")
+        _check_keys(ctx, key, ftable, _FEATURE_KEYS)
+        if "template" not in ftable:
+            raise ctx.err(f"{key}.template", "missing")
+        template = _template(ctx, f"{key}.template", ftable["template"], channels, sym_map)
+        h, w = len(template[0]), len(template[0][0])
+        if h > height or w > width:
+            raise ctx.err(
+                f"{key}.template",
+                f"template is {h}x{w}, larger than the {height}x{width} canvas",
+            )
+        features.append(Feature(fname, template))
+    names = {f.name for f in features}
+
+    # classes -----------------------------------------------------------------------------
+    if "classes" not in data:
+        raise ctx.err("classes", "missing: define at least two classes as [classes.NAME]")
+    raw_classes = data["classes"]
+    if not isinstance(raw_classes, dict) or len(raw_classes) < 2:
+        raise ctx.err("classes", "must define at least two classes as [classes.NAME]")
+    classes = []
+    for cname, ctable in raw_classes.items():
+        key = f"classes.{cname}"
+        if not _NAME.match(cname):
+            raise ctx.err(key, "class names must match [A-Za-z_][A-Za-z0-9_-]*")
+        _check_keys(ctx, key, ctable, _CLASS_KEYS)
+        if "required" not in ctable:
+            raise ctx.err(f"{key}.required", "missing: a class needs at least one feature")
+        required = _name_list(ctx, f"{key}.required", ctable["required"], names)
+        if not required:
+            raise ctx.err(f"{key}.required", "a class needs at least one required feature")
+        distractors = _name_list(ctx, f"{key}.distractors", ctable.get("distractors", []), names)
+        both = sorted(set(required) & set(distractors))
+        if both:
+            raise ctx.err(
+                f"{key}.distractors", f"{', '.join(both)} is both required and a distractor"
+            )
+        rules = _rules(ctx, key, ctable, defaults, height, width)
+        classes.append(
+            ClassSpec(
+                cname,
+                tuple(required),
+                tuple(distractors),
+                copies=rules["copies"],
+                max_distractors=rules["max_distractors"],
+                gap=rules["gap"],
+                anchors=Anchors(rules["stride"], rules["region"]),
+            )
+        )
+    used = {n for c in classes for n in c.required + c.distractors}
+    unused = [f.name for f in features if f.name not in used]
+    if unused:
+        raise ctx.err(
+            f"features.{unused[0]}",
+            "defined but used by no class (neither required nor distractor)",
+        )
+    reqsets = {}
+    for c in classes:
+        rs = frozenset(c.required)
+        # identical required sets make both classes complete on every image of either class;
+        # that is ill-posed (judged by the theorem), not invalid input, so it is allowed.
+        reqsets.setdefault(rs, c.name)
+
+    task = Task(
+        name=name,
+        channels=channels,
+        height=height,
+        width=width,
+        levels=levels,
+        background=background,
+        noise=noise,
+        features=tuple(features),
+        classes=tuple(classes),
+        symbols=symbols,
+    )
+    # Every class must have at least one scene (MODEL.md section 3: an error, not vacuous).
+    from cnnproof.constructions.scenes import SearchBudgetExceeded, find_scene
+
+    for c in task.classes:
+        try:
+            found = find_scene(task, c)
+        except SearchBudgetExceeded:
+            raise ctx.err(
+                f"classes.{c.name}", "could not decide within budget whether any scene exists"
+            ) from None
+        if found is None:
+            raise ctx.err(
+                f"classes.{c.name}",
+                "has no scene: its required features (with copies, gap and anchor rules) "
+                "cannot all be placed on the canvas",
+            )
+    return task
+
+
+def _symbols(ctx: _Ctx, raw: Any, levels: tuple[Fraction, ...]) -> tuple[tuple[str, Fraction], ...]:
+    out: dict[str, Fraction] = {}
+    if raw is None:
+        for v in levels:
+            if v.denominator == 1 and 0 <= v <= 9:
+                out[str(v.numerator)] = v
+        return tuple(out.items())
+    if not isinstance(raw, dict):
+        raise ctx.err("pixels.symbols", "must be a table mapping one-character symbols to levels")
+    for sym, v in raw.items():
+        key = f"pixels.symbols.{sym}"
+        if len(sym) != 1 or sym == "*" or sym.isspace():
+            raise ctx.err(key, "a symbol is one character, not '*' and not whitespace")
+        q = _rational(ctx, key, v)
+        if q not in levels:
+            raise ctx.err(key, f"{format_rational(q)} is not one of the levels")
+        out[sym] = q
+    return tuple(out.items())
+
+
+def _template(ctx: _Ctx, key: str, raw: Any, channels: int, sym: dict[str, Fraction]) -> Template:
+    if isinstance(raw, str):
+        planes_raw = [raw]
+    elif isinstance(raw, list) and all(isinstance(p, str) for p in raw):
+        planes_raw = raw
+    else:
+        raise ctx.err(key, "must be a string (one channel) or a list of strings, one per channel")
+    if len(planes_raw) != channels:
+        raise ctx.err(key, f"has {len(planes_raw)} channel(s); the canvas has {channels}")
+    planes = []
+    for ch, text in enumerate(planes_raw):
+        ckey = key if channels == 1 else f"{key}[{ch}]"
+        rows = ["".join(line.split()) for line in text.splitlines()]
+        rows = [r for r in rows if r]
+        if not rows:
+            raise ctx.err(ckey, "is empty")
+        widths = {len(r) for r in rows}
+        if len(widths) != 1:
+            raise ctx.err(
+                ckey, f"ragged template: row lengths {[len(r) for r in rows]} differ"
+            )
+        plane = []
+        for a, r in enumerate(rows):
+            cells = []
+            for b, ch_ in enumerate(r):
+                if ch_ == "*":
+                    cells.append(None)
+                elif ch_ in sym:
+                    cells.append(sym[ch_])
+                else:
+                    raise ctx.err(
+                        ckey,
+                        f"row {a + 1}, column {b + 1}: unknown symbol {ch_!r} "
+                        f"(known: {', '.join(sorted(sym)) or 'none'}, and '*' for don't care; "
+                        "define more in [pixels] symbols)",
+                    )
+            plane.append(tuple(cells))
+        planes.append(tuple(plane))
+    shapes = {(len(p), len(p[0])) for p in planes}
+    if len(shapes) != 1:
+        raise ctx.err(key, f"channels have different shapes {sorted(shapes)}")
+    if all(v is None for p in planes for row in p for v in row):
+        raise ctx.err(key, "every cell is '*': a feature needs at least one cell that is a level")
+    return tuple(planes)
+
+
+def _name_list(ctx: _Ctx, key: str, raw: Any, names: set[str]) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise ctx.err(key, f"must be a list of feature names, found {raw!r}")
+    seen = set()
+    for x in raw:
+        if x not in names:
+            raise ctx.err(key, f"undefined feature {x!r} (defined: {', '.join(sorted(names))})")
+        if x in seen:
+            raise ctx.err(key, f"feature {x!r} listed twice (use copies for repeats)")
+        seen.add(x)
+    return list(raw)
+
+
+def _rules(ctx: _Ctx, where: str, table: dict, defaults: dict | None, H: int, W: int) -> dict:
+    base = defaults or {"copies": 1, "max_distractors": 0, "gap": 0, "stride": (1, 1), "region": None}
+    out = dict(base)
+    if "copies" in table:
+        out["copies"] = _int(ctx, f"{where}.copies", table["copies"], 1)
+    if "max_distractors" in table:
+        out["max_distractors"] = _int(ctx, f"{where}.max_distractors", table["max_distractors"], 0)
+    if "gap" in table:
+        out["gap"] = _int(ctx, f"{where}.gap", table["gap"], 0)
+    if "stride" in table:
+        st = table["stride"]
+        if not isinstance(st, list) or len(st) != 2:
+            raise ctx.err(f"{where}.stride", f"must be [row_stride, col_stride], found {st!r}")
+        out["stride"] = (
+            _int(ctx, f"{where}.stride[0]", st[0], 1),
+            _int(ctx, f"{where}.stride[1]", st[1], 1),
+        )
+    if "region" in table:
+        rg = table["region"]
+        if not isinstance(rg, list) or len(rg) != 4:
+            raise ctx.err(
+                f"{where}.region", f"must be [row0, col0, row1, col1] (inclusive), found {rg!r}"
+            )
+        r0, c0, r1, c1 = (_int(ctx, f"{where}.region[{k}]", v, 0) for k, v in enumerate(rg))
+        if r0 > r1 or c0 > c1:
+            raise ctx.err(f"{where}.region", f"empty box: row0 <= row1 and col0 <= col1 needed, found {rg}")
+        if r0 >= H or c0 >= W:
+            raise ctx.err(f"{where}.region", f"box {rg} starts outside the {H}x{W} canvas")
+        out["region"] = (r0, c0, r1, c1)
+    return out

@@ -1,0 +1,3 @@
+from cnnproof.cli import main
+
+raise SystemExit(main())

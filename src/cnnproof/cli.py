@@ -1,0 +1,264 @@
+"""The ``cnnproof`` command. Exit codes: 0 proved/valid, 1 refuted/rejected, 2 bad input or
+usage, 3 unknown.
+
+Stage: the driver (task -> network -> verdict), no logic of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+from cnnproof import __version__
+from cnnproof.verifier.errors import CnnproofError, InputError
+from cnnproof.verifier.exact import format_rational, parse_rational
+
+EXIT_PROVED, EXIT_REFUTED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors exit 2 with a clear message
+        self.print_usage(sys.stderr)
+        print(f"cnnproof: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def default_task_path() -> Path:
+    return Path(str(resources.files("cnnproof.constructions.catalogue").joinpath("faces.toml")))
+
+
+def _task_arg(p: argparse.ArgumentParser, optional: bool = False) -> None:
+    if optional:
+        p.add_argument("task", nargs="?", help="task file (TOML); default: the bundled faces task")
+    else:
+        p.add_argument("task", help="task file (TOML)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(
+        prog="cnnproof",
+        description="Build the exact CNN of Nandakumar, Tagade & Liu (arXiv 2307.00919) for a task "
+        "and prove, by exact arithmetic and SMT, that it classifies every image of the task "
+        "correctly, or show an image on which it does not. Without a subcommand: prove the "
+        "bundled default task.",
+        epilog="Exit codes: 0 proved/valid, 1 refuted/rejected, 2 bad input or usage, 3 unknown.",
+    )
+    ap.add_argument("--version", action="version", version=f"cnnproof {__version__}")
+    sub = ap.add_subparsers(dest="command", parser_class=_Parser)
+
+    p = sub.add_parser("check-task", help="prove a task well-posed, or show the image where a feature appears by accident")
+    _task_arg(p, optional=True)
+    p.add_argument("--method", default="auto", choices=["auto", "exhaustive", "smt"])
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up (UNKNOWN, exit 3) after S seconds")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("build", help="build the paper's network for a task and write it as JSON")
+    _task_arg(p)
+    p.add_argument("-o", "--output", required=True, metavar="NET.json")
+    p.add_argument("--force", action="store_true", help="build even if the task is ill-posed")
+
+    p = sub.add_parser("prove", help="prove that a network classifies every image of a task correctly")
+    _task_arg(p, optional=True)
+    p.add_argument("--net", metavar="NET.json", help="the network (default: build the paper's network)")
+    p.add_argument("--method", default="auto", choices=["auto", "exhaustive", "smt"])
+    p.add_argument("--margin", metavar="Q", help="prove N_c - N_c' >= Q (an exact rational such as 1/2); default: strict N_c > N_c'")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up (UNKNOWN, exit 3) after S seconds")
+    p.add_argument("--seed", type=int, default=0, help="seed of the falsifier (auto)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("sample", help="draw images of a task: a PNG contact sheet or an .npz dataset")
+    _task_arg(p, optional=True)
+    p.add_argument("-n", type=int, default=16, help="number of images (default 16)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png|FILE.npz")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise", choices=["random", "none"], default="random", help="add float32 noise within δ (default) or draw base images")
+
+    p = sub.add_parser("show", help="print a task's features and classes as text")
+    _task_arg(p, optional=True)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        argv = ["prove"]
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.command is None:
+        args = ap.parse_args(["prove"] + argv)
+    try:
+        return _dispatch(args)
+    except CnnproofError as e:
+        print(f"cnnproof: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("cnnproof: interrupted", file=sys.stderr)
+        return EXIT_UNKNOWN
+
+
+def _dispatch(args) -> int:
+    from cnnproof.constructions.task import load_task
+
+    if getattr(args, "task", None) is None:
+        args.task = str(default_task_path())
+    task = load_task(args.task)
+    if args.command == "check-task":
+        return cmd_check_task(task, args)
+    if args.command == "build":
+        return cmd_build(task, args)
+    if args.command == "prove":
+        return cmd_prove(task, args)
+    if args.command == "sample":
+        from cnnproof.constructions import render
+
+        return render.sample_command(task, args)
+    if args.command == "show":
+        from cnnproof.constructions.render import task_text
+
+        print(task_text(task))
+        return EXIT_PROVED
+    raise InputError(None, None, f"unknown command {args.command}")
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _status(msg: str) -> None:
+    if sys.stderr.isatty():
+        print(f"  ... {msg}", file=sys.stderr)
+
+
+def cmd_check_task(task, args) -> int:
+    from cnnproof.verifier.outcome import Question
+    from cnnproof.verifier.prove import prove
+
+    q = Question("wellposed")
+    t0 = time.perf_counter()
+    v = prove(task, None, q, method=args.method, timeout=args.timeout, progress=None if args.json else _status)
+    return _report(task, None, q, v, time.perf_counter() - t0, args)
+
+
+def cmd_build(task, args) -> int:
+    from cnnproof.constructions.task_to_network import build_network
+    from cnnproof.verifier.network import save_network
+    from cnnproof.verifier.outcome import Question, Refuted, Unknown
+    from cnnproof.verifier.prove import prove
+
+    if not args.force:
+        q = Question("wellposed")
+        t0 = time.perf_counter()
+        v = prove(task, None, q, method="auto")
+        if v.exit_code != 0:
+            print(f"refusing to build: task {task.name} is not proved well-posed (use --force to build anyway)", file=sys.stderr)
+            args.json = False
+            return _report(task, None, q, v, time.perf_counter() - t0, args)
+    net = build_network(task)
+    save_network(net, args.output)
+    print(f"wrote {args.output}: the paper's network for task {task.name} "
+          f"({len(task.features)} detectors, {len(task.classes)} classes)")
+    return EXIT_PROVED
+
+
+def cmd_prove(task, args) -> int:
+    from cnnproof.constructions.task_to_network import build_network
+    from cnnproof.verifier.network import load_network
+    from cnnproof.verifier.outcome import Question
+    from cnnproof.verifier.prove import check_compatible, prove
+
+    margin = None
+    if args.margin is not None:
+        try:
+            margin = parse_rational(args.margin)
+        except ValueError as e:
+            raise InputError(None, "--margin", str(e)) from None
+        if margin <= 0:
+            raise InputError(None, "--margin", "the margin must be > 0")
+    if args.net:
+        net = load_network(args.net)
+        check_compatible(task, net, args.net)
+        net_desc = args.net
+    else:
+        net = build_network(task)
+        net_desc = "the paper's network (built from the task)"
+    q = Question("zero_error", margin)
+    t0 = time.perf_counter()
+    v = prove(task, net, q, method=args.method, timeout=args.timeout, seed=args.seed,
+              progress=None if args.json else _status)
+    return _report(task, net, q, v, time.perf_counter() - t0, args, net_desc)
+
+
+# -- reporting -----------------------------------------------------------------------------------
+
+
+def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None) -> int:
+    from cnnproof.constructions.scenes import image_text
+    from cnnproof.verifier.outcome import Proved, Refuted
+
+    if getattr(args, "json", False):
+        out = {
+            "task": task.name,
+            "theorem": q.theorem,
+            "claim": q.describe(),
+            "margin": None if q.margin is None else format_rational(q.margin),
+            "noise": format_rational(task.noise),
+            "network": net_desc,
+            "method": v.method,
+            "verdict": v.verdict,
+            "seconds": round(seconds, 4),
+        }
+        if isinstance(v, Proved):
+            out["worst_case_margin"] = None if v.margin is None else format_rational(v.margin)
+        if isinstance(v, Refuted):
+            out["counterexample"] = v.counterexample.to_json()
+        if v.verdict == "UNKNOWN":
+            out["reason"] = v.reason
+        print(json.dumps(out, indent=1))
+        return v.exit_code
+    print(f"task      {task.name}  ({task.channels}x{task.height}x{task.width}, {len(task.features)} features, "
+          f"{len(task.classes)} classes, noise {format_rational(task.noise)})")
+    if net_desc:
+        print(f"network   {net_desc}")
+    print(f"theorem   {q.describe()}")
+    print(f"method    {v.method}")
+    print(f"verdict   {v.verdict}")
+    if isinstance(v, Proved) and v.margin is not None:
+        print(f"margin    exact worst-case N_c - N_c' = {format_rational(v.margin)}")
+    if v.verdict == "UNKNOWN":
+        print(f"reason    {v.reason}")
+    print(f"time      {seconds:.3f} s")
+    if isinstance(v, Refuted):
+        cex = v.counterexample
+        print()
+        scene = ", ".join(f"{p.feature}@({p.row},{p.col})" for p in cex.scene)
+        print(f"counterexample: an image of class {cex.cls}")
+        print(f"  scene:  {scene}")
+        if q.theorem == "wellposed":
+            print(f"  class {cex.other} is complete too:")
+            for name, (i, j) in cex.accidental:
+                print(f"    {name} appears by accident at ({i},{j})")
+            if not cex.accidental:
+                print(f"    its required features are all placed in the scene")
+        else:
+            logits = ", ".join(f"{n}={format_rational(x)}" for n, x in zip(task.class_names, cex.logits))
+            print(f"  logits: {logits}")
+            c, o = task.class_index(cex.cls), task.class_index(cex.other)
+            print(f"  N_{cex.cls} - N_{cex.other} = {format_rational(cex.logits[c] - cex.logits[o])}"
+                  + ("" if q.margin is None else f" < margin {format_rational(q.margin)}"))
+        print("  image:")
+        print(image_text(task, cex.image))
+        if any(Fraction(x) not in task.levels for x in cex.image.ravel()):
+            print("  exact pixels (off-level ones marked ~ above):")
+            for ch, plane in enumerate(cex.image):
+                for r, row in enumerate(plane):
+                    print("   ", " ".join(format_rational(x) for x in row))
+    return v.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,4 @@
+"""cnnproof.verifier: exact networks, provers and (later) certificates.
+
+Data flow: task -> network -> obligations -> solver -> verdict.
+"""

@@ -1,0 +1,64 @@
+"""A cheap falsifier: sampled scenes, and noise at the corners of each scene's box.
+
+Stage: network -> counterexample or nothing. Trusted: no (a miss proves nothing; a hit goes
+through ``recheck.confirm``). The network is piecewise linear, so its worst point in a noise box
+need not be a corner: corners are only a heuristic.
+"""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+
+import numpy as np
+
+from cnnproof.constructions.scenes import (
+    SearchBudgetExceeded,
+    base_image,
+    base_image_int,
+    presence_int,
+    sample_scenes,
+)
+from cnnproof.constructions.task import Task
+from cnnproof.verifier.network import Network
+from cnnproof.verifier.outcome import Counterexample, Question
+from cnnproof.verifier.recheck import confirm, witness_for, worst_other
+
+
+def falsify(task: Task, net: Network | None, q: Question, seed: int = 0, per_class: int = 64,
+            corners: int = 4) -> Counterexample | None:
+    """A confirmed counterexample among sampled images, or None."""
+    rng = random.Random(seed)
+    for c, cls in enumerate(task.classes):
+        try:
+            scenes = sample_scenes(task, cls, per_class, rng)
+        except SearchBudgetExceeded:
+            continue
+        scenes = list(dict.fromkeys(scenes))
+        imgs = np.stack([base_image_int(task, s) for s in scenes])
+        if q.theorem == "wellposed":
+            pres = presence_int(task, imgs)
+            for k, s in enumerate(scenes):
+                names = {f.name for f, p in zip(task.features, pres[k]) if p}
+                w = witness_for(task, c, s, base_image(task, s), names)
+                if w is not None:
+                    return confirm(task, None, q, w)
+            continue
+        for s in scenes:
+            base = base_image(task, s)
+            candidates = [base]
+            if task.noise:
+                d = task.noise
+                candidates.append(base + d)
+                candidates.append(base - d)
+                for _ in range(corners):
+                    signs = np.array([rng.choice((-1, 1)) for _ in range(base.size)], dtype=object)
+                    candidates.append(base + signs.reshape(base.shape) * d)
+            for img in candidates:
+                img = np.vectorize(Fraction, otypes=[object])(img)
+                logits = net.evaluate(img)
+                o = worst_other(task, q, c, logits)
+                if o is not None:
+                    cex = Counterexample(cls.name, s, img, task.classes[o].name, tuple(logits))
+                    return confirm(task, net, q, cex)
+    return None

@@ -1,0 +1,545 @@
+"""Exact networks: layers with Fraction weights, exact batched evaluation, and the JSON format.
+
+Stage: network (between task and obligations). Trusted: yes.
+
+Layer kinds (the registry ``LAYER_KINDS``): ``conv2d`` (stride 1, no padding), ``relu``,
+``global_max_pool``, ``flatten``, ``dense`` and ``parallel`` (branches applied to the same input,
+outputs concatenated along the channel axis, as ONNX ``Concat``).
+
+Evaluation is exact and fast: every tensor is held as ``(integer array, denominator)``; the
+integer array is int64 only when a bound computed before each layer proves that no
+intermediate value reaches 2**62, otherwise it is a numpy object array of Python ints.
+
+>>> from fractions import Fraction as Q
+>>> net = Network((1, 2, 2), (Conv2d.from_lists([[[[1, -1], [0, Q(1, 2)]]]], [0]), ReLU(),
+...                GlobalMaxPool(), Flatten(), Dense.from_lists([[1], [-1]], [0, 1])), ("a", "b"))
+>>> net.evaluate(fraction_array([1, 0, 0, 2], (1, 2, 2)))
+[Fraction(2, 1), Fraction(-1, 1)]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterable, Sequence, Union
+
+import numpy as np
+
+from cnnproof.verifier.errors import InputError
+from cnnproof.verifier.exact import (
+    INT64_SAFE,
+    fraction_array,
+    lcm_of_denominators,
+    parse_rational,
+    rational_json,
+    to_scaled_ints,
+)
+
+FORMAT = "cnnproof-network"
+VERSION = 1
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    arr.flags.writeable = False
+    return arr
+
+
+def _maxabs(a: np.ndarray) -> int:
+    return int(max((abs(int(v)) for v in a.ravel()), default=0)) if a.dtype == object else int(np.abs(a).max(initial=0))
+
+
+def _to_object(a: np.ndarray) -> np.ndarray:
+    if a.dtype == object:
+        return a
+    out = np.empty(a.size, dtype=object)
+    out[:] = [int(v) for v in a.ravel()]
+    return out.reshape(a.shape)
+
+
+def _fit(a: np.ndarray, bound: int) -> np.ndarray:
+    """int64 when ``bound`` (a proven bound on every value to be computed) is safe, else object."""
+    if bound < INT64_SAFE:
+        return a if a.dtype == np.int64 else np.array(a, dtype=np.int64)
+    return _to_object(a)
+
+
+def _cache_scaled(layer, axes) -> None:
+    """Scale weight and bias to integers once: (wi, dw, bi, db, max row sum |wi|, max |bi|)."""
+    wi, dw = to_scaled_ints(layer.weight)
+    bi, db = to_scaled_ints(layer.bias)
+    wsum = int(np.abs(_to_object(wi)).sum(axis=axes).max(initial=0))
+    object.__setattr__(layer, "_scaled", (wi, dw, bi, db, wsum, _maxabs(bi)))
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d:
+    """Convolution, stride 1, no padding. weight (out, in, kh, kw), bias (out,), Fractions."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+
+    kind = "conv2d"
+
+    def __post_init__(self):
+        if self.weight.ndim != 4 or self.bias.shape != (self.weight.shape[0],):
+            raise ValueError(f"conv2d: weight {self.weight.shape} and bias {self.bias.shape} disagree")
+        _cache_scaled(self, (1, 2, 3))
+
+    @staticmethod
+    def from_lists(weight: Any, bias: Any) -> "Conv2d":
+        w = np.array(weight, dtype=object)
+        return Conv2d(
+            _frozen(fraction_array([Fraction(v) for v in w.ravel()], w.shape)),
+            _frozen(fraction_array([Fraction(v) for v in bias], (len(bias),))),
+        )
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        C, H, W = _expect_chw(shape, self.kind)
+        O, I, kh, kw = self.weight.shape
+        if C != I:
+            raise ValueError(f"conv2d expects {I} input channels, gets {C}")
+        if kh > H or kw > W:
+            raise ValueError(f"conv2d kernel {kh}x{kw} is larger than its {H}x{W} input")
+        return (O, H - kh + 1, W - kw + 1)
+
+    def apply(self, x: np.ndarray, den: int) -> tuple[np.ndarray, int]:
+        O, I, kh, kw = self.weight.shape
+        wi, dw, bi, db, wsum, bmax = self._scaled
+        D = math.lcm(den * dw, db)
+        mw, mb = D // (den * dw), D // db
+        bound = _maxabs(x) * wsum * mw + bmax * mb
+        x = _fit(x, bound)
+        wi = _fit(wi, bound)
+        N, _, H, W = x.shape
+        Ho, Wo = H - kh + 1, W - kw + 1
+        acc = np.zeros((N, O, Ho, Wo), dtype=x.dtype)
+        if acc.dtype == object:
+            acc[...] = 0
+        for a in range(kh):
+            for b in range(kw):
+                wab = wi[:, :, a, b]
+                if not np.any(wab != 0):
+                    continue
+                acc = acc + np.einsum("oi,nihw->nohw", wab, x[:, :, a : a + Ho, b : b + Wo])
+        out = acc * mw + _fit(bi, bound).reshape(1, O, 1, 1) * mb
+        return _reduce(out, D)
+
+
+@dataclass(frozen=True, eq=False)
+class Dense:
+    """Fully connected layer on a vector: weight (out, in), bias (out,), Fractions."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+
+    kind = "dense"
+
+    def __post_init__(self):
+        if self.weight.ndim != 2 or self.bias.shape != (self.weight.shape[0],):
+            raise ValueError(f"dense: weight {self.weight.shape} and bias {self.bias.shape} disagree")
+        _cache_scaled(self, (1,))
+
+    @staticmethod
+    def from_lists(weight: Any, bias: Any) -> "Dense":
+        w = np.array(weight, dtype=object)
+        return Dense(
+            _frozen(fraction_array([Fraction(v) for v in w.ravel()], w.shape)),
+            _frozen(fraction_array([Fraction(v) for v in bias], (len(bias),))),
+        )
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) != 1:
+            raise ValueError(f"dense expects a vector (add flatten), gets shape {shape}")
+        O, I = self.weight.shape
+        if shape[0] != I:
+            raise ValueError(f"dense expects {I} inputs, gets {shape[0]}")
+        return (O,)
+
+    def apply(self, x: np.ndarray, den: int) -> tuple[np.ndarray, int]:
+        wi, dw, bi, db, wsum, bmax = self._scaled
+        D = math.lcm(den * dw, db)
+        mw, mb = D // (den * dw), D // db
+        bound = _maxabs(x) * wsum * mw + bmax * mb
+        x = _fit(x, bound)
+        wi = _fit(wi, bound)
+        out = (x @ wi.T) * mw + _fit(bi, bound).reshape(1, -1) * mb
+        return _reduce(out, D)
+
+
+@dataclass(frozen=True)
+class ReLU:
+    kind = "relu"
+
+    def out_shape(self, shape):
+        return shape
+
+    def apply(self, x, den):
+        return np.maximum(x, 0) if x.dtype != object else np.where(x > 0, x, 0).astype(object), den
+
+
+@dataclass(frozen=True)
+class GlobalMaxPool:
+    kind = "global_max_pool"
+
+    def out_shape(self, shape):
+        C, H, W = _expect_chw(shape, self.kind)
+        return (C, 1, 1)
+
+    def apply(self, x, den):
+        return x.max(axis=(2, 3), keepdims=True), den
+
+
+@dataclass(frozen=True)
+class Flatten:
+    kind = "flatten"
+
+    def out_shape(self, shape):
+        return (math.prod(shape),)
+
+    def apply(self, x, den):
+        return x.reshape(x.shape[0], -1), den
+
+
+@dataclass(frozen=True, eq=False)
+class Parallel:
+    """Branches applied to the same input; outputs concatenated along the channel axis."""
+
+    branches: tuple[tuple["Layer", ...], ...]
+
+    kind = "parallel"
+
+    def out_shape(self, shape):
+        outs = [_chain_shape(b, shape) for b in self.branches]
+        if not outs:
+            raise ValueError("parallel needs at least one branch")
+        rest = {o[1:] for o in outs}
+        if len(rest) != 1:
+            raise ValueError(f"parallel branches give shapes {outs} that differ beyond the channel axis")
+        return (sum(o[0] for o in outs),) + outs[0][1:]
+
+    def apply(self, x, den):
+        results = [_run(b, x, den) for b in self.branches]
+        D = math.lcm(*[d for _, d in results])
+        parts = [r * (D // d) for r, d in results]
+        if any(p.dtype == object for p in parts):
+            parts = [_to_object(p) for p in parts]
+        return np.concatenate(parts, axis=1), D
+
+
+Layer = Union[Conv2d, ReLU, GlobalMaxPool, Flatten, Dense, Parallel]
+LAYER_KINDS: dict[str, type] = {
+    "conv2d": Conv2d,
+    "relu": ReLU,
+    "global_max_pool": GlobalMaxPool,
+    "flatten": Flatten,
+    "dense": Dense,
+    "parallel": Parallel,
+}
+
+
+def _expect_chw(shape, kind):
+    if len(shape) != 3:
+        raise ValueError(f"{kind} expects a C x H x W tensor, gets shape {shape}")
+    return shape
+
+
+def _chain_shape(layers: Sequence[Layer], shape):
+    for k, layer in enumerate(layers):
+        try:
+            shape = layer.out_shape(shape)
+        except ValueError as e:
+            raise ValueError(f"layer {k} ({layer.kind}): {e}") from None
+    return shape
+
+
+def _run(layers: Sequence[Layer], x: np.ndarray, den: int) -> tuple[np.ndarray, int]:
+    for layer in layers:
+        x, den = layer.apply(x, den)
+    return x, den
+
+
+def _reduce(x: np.ndarray, den: int) -> tuple[np.ndarray, int]:
+    """Divide numerators and denominator by their gcd (keeps integers small)."""
+    if den == 1:
+        return x, 1
+    g = den
+    for v in x.ravel():
+        g = math.gcd(g, int(v))
+        if g == 1:
+            return x, den
+    if x.dtype == object:
+        return (x // g), den // g
+    return x // g, den // g
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """A network N: Q^(C x H x W) -> Q^K with exact weights and named outputs (classes)."""
+
+    input_shape: tuple[int, int, int]
+    layers: tuple[Layer, ...]
+    class_names: tuple[str, ...]
+    channel_names: tuple[str, ...] = ()  # optional names of the pooled channels (informational)
+
+    def __post_init__(self):
+        out = self.output_shape()
+        if out != (len(self.class_names),):
+            raise ValueError(
+                f"the network outputs shape {out}, but {len(self.class_names)} classes are named"
+            )
+
+    def output_shape(self) -> tuple[int, ...]:
+        return _chain_shape(self.layers, tuple(self.input_shape))
+
+    def evaluate_batch_int(self, images: np.ndarray, den: int) -> tuple[np.ndarray, int]:
+        """Exact logits of a batch: images (N, C, H, W) integers over ``den``."""
+        if images.shape[1:] != tuple(self.input_shape):
+            raise ValueError(f"images have shape {images.shape[1:]}, the network expects {self.input_shape}")
+        return _run(self.layers, images, den)
+
+    def evaluate(self, image: np.ndarray) -> list[Fraction]:
+        """Exact logits of one image (an array of Fractions or ints, shape C x H x W)."""
+        ints, den = to_scaled_ints(np.asarray(image, dtype=object))
+        out, d = self.evaluate_batch_int(ints.reshape((1,) + ints.shape), den)
+        return [Fraction(int(v), d) for v in out[0]]
+
+    def parameters(self) -> Iterable[tuple[str, np.ndarray]]:
+        """(path, array) for every weight and bias, e.g. ('layers[0].weight', ...)."""
+        yield from _params(self.layers, "layers")
+
+
+def _params(layers, prefix):
+    for k, layer in enumerate(layers):
+        if isinstance(layer, (Conv2d, Dense)):
+            yield f"{prefix}[{k}].weight", layer.weight
+            yield f"{prefix}[{k}].bias", layer.bias
+        elif isinstance(layer, Parallel):
+            for b, branch in enumerate(layer.branches):
+                yield from _params(branch, f"{prefix}[{k}].branches[{b}]")
+
+
+def with_parameter(net: Network, path: str, flat_index: int, value: Fraction) -> Network:
+    """A copy of ``net`` with entry ``flat_index`` of parameter ``path`` set to ``value``.
+
+    ``path`` is as given by :meth:`Network.parameters` (e.g. ``layers[0].weight``); used by
+    mutation tests and by ``cnnproof mutate``.
+    """
+    found = []
+
+    def put(arr: np.ndarray, p: str) -> np.ndarray:
+        if p != path:
+            return arr
+        found.append(p)
+        flat = list(arr.ravel())
+        flat[flat_index] = Fraction(value)
+        return _frozen(fraction_array(flat, arr.shape))
+
+    def rebuild(layers, prefix):
+        out = []
+        for k, layer in enumerate(layers):
+            p = f"{prefix}[{k}]"
+            if isinstance(layer, (Conv2d, Dense)):
+                out.append(type(layer)(put(layer.weight, p + ".weight"), put(layer.bias, p + ".bias")))
+            elif isinstance(layer, Parallel):
+                out.append(Parallel(tuple(rebuild(b, f"{p}.branches[{i}]") for i, b in enumerate(layer.branches))))
+            else:
+                out.append(layer)
+        return tuple(out)
+
+    layers = rebuild(net.layers, "layers")
+    if not found:
+        raise KeyError(f"no parameter {path!r}")
+    return Network(net.input_shape, layers, net.class_names, net.channel_names)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON format (docs/formats.md)
+# ---------------------------------------------------------------------------------------------
+
+
+def _nested(arr: np.ndarray) -> Any:
+    if arr.ndim == 0:
+        return rational_json(arr.item())
+    return [_nested(a) for a in arr]
+
+
+def _layers_json(layers: Sequence[Layer]) -> list[dict]:
+    out = []
+    for layer in layers:
+        if isinstance(layer, (Conv2d, Dense)):
+            out.append({"type": layer.kind, "weight": _nested(layer.weight), "bias": _nested(layer.bias)})
+        elif isinstance(layer, Parallel):
+            out.append({"type": "parallel", "branches": [_layers_json(b) for b in layer.branches]})
+        else:
+            out.append({"type": layer.kind})
+    return out
+
+
+def network_to_json(net: Network) -> dict:
+    d = {
+        "format": FORMAT,
+        "version": VERSION,
+        "input": {"channels": net.input_shape[0], "height": net.input_shape[1], "width": net.input_shape[2]},
+        "classes": list(net.class_names),
+        "layers": _layers_json(net.layers),
+    }
+    if net.channel_names:
+        d["channel_names"] = list(net.channel_names)
+    return d
+
+
+def network_text(net: Network) -> str:
+    """The canonical JSON text of a network (stable: used for hashing)."""
+    return json.dumps(network_to_json(net), sort_keys=True, separators=(",", ":"))
+
+
+def save_network(net: Network, path: str | Path) -> None:
+    """Write the network as JSON atomically (a temporary file renamed into place)."""
+    text = json.dumps(network_to_json(net), indent=1)
+    write_atomic(Path(path), text + "\n")
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write a file so that readers see either the old content or the whole new one."""
+    path = Path(path)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent or "."))
+    try:
+        with os.fdopen(fd, mode) as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def load_network(path: str | Path) -> Network:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(str(p), None, "no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(str(p), None, f"cannot read: {e}") from None
+    try:
+        data = json.loads(text, parse_float=_reject_float(str(p)))
+    except json.JSONDecodeError as e:
+        raise InputError(str(p), f"line {e.lineno}", f"not valid JSON: {e.msg}") from None
+    return network_from_json(data, str(p))
+
+
+def _reject_float(source: str):
+    def parse(s: str):
+        raise InputError(
+            source, None, f"float {s} found: every number must be an integer or a string \"p/q\""
+        )
+
+    return parse
+
+
+def _array(src: str, key: str, raw: Any, ndim: int) -> np.ndarray:
+    def shape_of(x, depth):
+        if depth == 0:
+            return ()
+        if not isinstance(x, list) or not x:
+            raise InputError(src, key, f"must be a non-empty nested list of depth {ndim}")
+        inner = {shape_of(e, depth - 1) for e in x}
+        if len(inner) != 1:
+            raise InputError(src, key, "ragged nested list: inner lists have different lengths")
+        return (len(x),) + inner.pop()
+
+    shape = shape_of(raw, ndim)
+    flat: list = []
+
+    def walk(x, depth):
+        if depth == 0:
+            flat.append(x)
+        else:
+            for e in x:
+                walk(e, depth - 1)
+
+    walk(raw, ndim)
+    vals = []
+    for k, v in enumerate(flat):
+        if isinstance(v, list):
+            raise InputError(src, key, f"nested deeper than {ndim} levels")
+        try:
+            vals.append(parse_rational(v))
+        except ValueError as e:
+            raise InputError(src, key, f"entry {k}: {e}") from None
+    return _frozen(fraction_array(vals, shape))
+
+
+def _layers_from_json(src: str, raw: Any, where: str) -> tuple[Layer, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise InputError(src, where, "must be a non-empty list of layers")
+    out: list[Layer] = []
+    for k, ld in enumerate(raw):
+        key = f"{where}[{k}]"
+        if not isinstance(ld, dict) or "type" not in ld:
+            raise InputError(src, key, "a layer is an object with a \"type\"")
+        t = ld["type"]
+        allowed = {"conv2d": {"type", "weight", "bias"}, "dense": {"type", "weight", "bias"},
+                   "parallel": {"type", "branches"}}.get(t, {"type"})
+        if t not in LAYER_KINDS:
+            raise InputError(src, f"{key}.type", f"unknown layer type {t!r} (known: {', '.join(LAYER_KINDS)})")
+        extra = set(ld) - allowed
+        if extra:
+            raise InputError(src, key, f"unknown key(s) {sorted(extra)} for a {t} layer")
+        if t in ("conv2d", "dense"):
+            for req in ("weight", "bias"):
+                if req not in ld:
+                    raise InputError(src, f"{key}.{req}", "missing")
+            w = _array(src, f"{key}.weight", ld["weight"], 4 if t == "conv2d" else 2)
+            b = _array(src, f"{key}.bias", ld["bias"], 1)
+            if b.shape[0] != w.shape[0]:
+                raise InputError(src, f"{key}.bias", f"has {b.shape[0]} entries, the weight has {w.shape[0]} outputs")
+            out.append(Conv2d(w, b) if t == "conv2d" else Dense(w, b))
+        elif t == "parallel":
+            br = ld.get("branches")
+            if not isinstance(br, list) or not br:
+                raise InputError(src, f"{key}.branches", "must be a non-empty list of layer lists")
+            out.append(Parallel(tuple(_layers_from_json(src, b, f"{key}.branches[{i}]") for i, b in enumerate(br))))
+        else:
+            out.append(LAYER_KINDS[t]())
+    return tuple(out)
+
+
+def network_from_json(data: Any, src: str = "<network>") -> Network:
+    if not isinstance(data, dict):
+        raise InputError(src, None, "a network file is a JSON object")
+    allowed = {"format", "version", "input", "classes", "layers", "channel_names", "description"}
+    for k in data:
+        if k not in allowed:
+            raise InputError(src, k, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+    if data.get("format") != FORMAT:
+        raise InputError(src, "format", f"must be {FORMAT!r}, found {data.get('format')!r}")
+    if data.get("version") != VERSION:
+        raise InputError(src, "version", f"unsupported version {data.get('version')!r} (this cnnproof reads {VERSION})")
+    inp = data.get("input")
+    if not isinstance(inp, dict) or set(inp) != {"channels", "height", "width"}:
+        raise InputError(src, "input", "must be {\"channels\": C, \"height\": H, \"width\": W}")
+    for k, v in inp.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise InputError(src, f"input.{k}", f"must be a positive integer, found {v!r}")
+    classes = data.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        raise InputError(src, "classes", "must be a list of at least two class names")
+    if len(set(classes)) != len(classes):
+        raise InputError(src, "classes", "class names must be distinct")
+    layers = _layers_from_json(src, data.get("layers"), "layers")
+    chn = data.get("channel_names", [])
+    if not isinstance(chn, list) or not all(isinstance(c, str) for c in chn):
+        raise InputError(src, "channel_names", "must be a list of strings")
+    try:
+        return Network((inp["channels"], inp["height"], inp["width"]), layers, tuple(classes), tuple(chn))
+    except ValueError as e:
+        raise InputError(src, "layers", str(e)) from None

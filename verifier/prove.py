@@ -1,0 +1,90 @@
+"""The driver: pick a method and run it. Stage: network -> verdict. Trusted: no (it only
+dispatches; every verdict comes from a prover, every counterexample through ``recheck``).
+
+``auto`` runs the cheap falsifier first (sampled scenes, noise at box corners), then the cheapest
+complete method: ``exhaustive`` when it applies and the task has few scenes, else ``smt``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from cnnproof.constructions.scenes import SearchBudgetExceeded, count_scenes
+from cnnproof.constructions.task import Task
+from cnnproof.verifier.errors import InputError, NotApplicable
+from cnnproof.verifier.network import Network
+from cnnproof.verifier.outcome import Question, Refuted, Unknown, Verdict
+
+METHODS = ("auto", "exhaustive", "smt")
+AUTO_EXHAUSTIVE_LIMIT = 200_000
+
+
+def check_compatible(task: Task, net: Network, source: str = "network") -> None:
+    """The network must read the task's canvas and name the task's classes in order."""
+    want = (task.channels, task.height, task.width)
+    if tuple(net.input_shape) != want:
+        raise InputError(source, "input", f"the network reads {net.input_shape}, the task's canvas is {want}")
+    if tuple(net.class_names) != task.class_names:
+        raise InputError(
+            source, "classes", f"the network's classes {list(net.class_names)} are not the task's {list(task.class_names)}"
+        )
+
+
+def prove(
+    task: Task,
+    net: Network | None,
+    q: Question,
+    method: str = "auto",
+    timeout: float | None = None,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> Verdict:
+    """Decide question ``q`` for ``task`` (and ``net`` for zero error) with ``method``."""
+    if method not in METHODS:
+        raise NotApplicable(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+    if q.theorem == "zero_error":
+        if net is None:
+            raise NotApplicable("zero error needs a network")
+        check_compatible(task, net)
+    deadline = None if timeout is None else time.perf_counter() + timeout
+    if method == "exhaustive":
+        from cnnproof.verifier import exhaustive
+
+        return exhaustive.prove(task, net, q, deadline=deadline)
+    if method == "smt":
+        from cnnproof.verifier import smt
+
+        return smt.prove(task, net, q, deadline=deadline)
+    # auto
+    from cnnproof.verifier import falsify
+
+    if progress:
+        progress("falsifier: sampled scenes and noise corners")
+    cex = falsify.falsify(task, net, q, seed=seed)
+    if cex is not None:
+        return Refuted("auto/falsifier", cex)
+    exhaustive_ok = not (q.theorem == "zero_error" and task.noise != 0)
+    if exhaustive_ok:
+        try:
+            total = sum(count_scenes(task, c, limit=AUTO_EXHAUSTIVE_LIMIT) for c in task.classes)
+        except SearchBudgetExceeded:
+            total = None
+        if total is not None and total <= AUTO_EXHAUSTIVE_LIMIT:
+            from cnnproof.verifier import exhaustive
+
+            if progress:
+                progress(f"exhaustive: {total} scenes")
+            v = exhaustive.prove(task, net, q, deadline=deadline)
+            return _rename(v, "auto/exhaustive")
+    from cnnproof.verifier import smt
+
+    if progress:
+        progress("smt: one z3 query per class")
+    return _rename(smt.prove(task, net, q, deadline=deadline), "auto/smt")
+
+
+def _rename(v: Verdict, method: str) -> Verdict:
+    import dataclasses
+
+    return dataclasses.replace(v, method=method)
