@@ -176,12 +176,17 @@ class Task:
 # Loading and validation
 # ---------------------------------------------------------------------------------------------
 
+# Guards against typos that would make every later stage hang (docs/task-format.md, rule 9).
+MAX_SIDE = 1024
+MAX_CHANNELS = 64
+
 _TOP_KEYS = {"name", "description", "canvas", "pixels", "scene", "features", "classes"}
 _CANVAS_KEYS = {"channels", "height", "width"}
 _PIXEL_KEYS = {"levels", "background", "noise", "symbols"}
 _RULE_KEYS = {"copies", "max_distractors", "gap", "stride", "region"}
 _FEATURE_KEYS = {"template", "description"}
 _CLASS_KEYS = {"required", "distractors", "description"} | _RULE_KEYS
+_TOML_POS = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")
 
 
 def load_task(path: str | Path) -> Task:
@@ -201,11 +206,33 @@ def load_task(path: str | Path) -> Task:
 
 
 def task_from_toml(text: str, source: str = "<task>", default_name: str = "task") -> Task:
-    """Parse and validate the TOML text of a task."""
+    """Parse and validate the TOML text of a task.
+
+    A TOML syntax error (including a key or table defined twice) names the line:
+
+    >>> task_from_toml("[canvas]\\nheight = 4\\nheight = 5\\n", "t.toml")
+    Traceback (most recent call last):
+    ...
+    cnnproof.verifier.errors.InputError: t.toml: line 3: not valid TOML: Cannot overwrite a value (column 11; a key or table is defined twice)
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise InputError(source, None, f"not valid TOML: {e}") from None
+        msg = str(e)
+        m = _TOML_POS.search(msg)
+        where = None
+        notes = []
+        if m:
+            msg = msg[: m.start()]
+            if m.group(1):
+                where = f"line {m.group(1)}"
+                notes.append(f"column {m.group(2)}")
+            else:  # the error is at the very end of the file: its last line
+                where = f"line {max(1, len(text.splitlines()))}"
+        if "twice" in msg or "overwrite" in msg:
+            notes.append("a key or table is defined twice")
+        reason = f"not valid TOML: {msg}" + (f" ({'; '.join(notes)})" if notes else "")
+        raise InputError(source, where, reason) from None
     return task_from_dict(data, source=source, default_name=default_name)
 
 
@@ -213,13 +240,14 @@ class _Ctx:
     def __init__(self, source: str):
         self.source = source
 
-    def err(self, key: str, reason: str) -> InputError:
+    def err(self, key: str | None, reason: str) -> InputError:
         return InputError(self.source, key, reason)
 
 
 def _check_keys(ctx: _Ctx, where: str, table: Any, allowed: set[str]) -> dict:
     if not isinstance(table, dict):
-        raise ctx.err(where, f"must be a table, found {type(table).__name__}")
+        what = f"[{where}]" if where else "the document"
+        raise ctx.err(where or None, f"{what} must be a table, found {_type(table)}")
     for k in table:
         if k not in allowed:
             raise ctx.err(
@@ -229,11 +257,20 @@ def _check_keys(ctx: _Ctx, where: str, table: Any, allowed: set[str]) -> dict:
     return table
 
 
-def _int(ctx: _Ctx, key: str, v: Any, minimum: int) -> int:
+def _type(v: Any) -> str:
+    return {
+        bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+        list: "an array", dict: "a table",
+    }.get(type(v), type(v).__name__)
+
+
+def _int(ctx: _Ctx, key: str, v: Any, minimum: int, maximum: int | None = None) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ctx.err(key, f"must be an integer, found {v!r}")
+        raise ctx.err(key, f"must be an integer, found {v!r} ({_type(v)})")
     if v < minimum:
         raise ctx.err(key, f"must be >= {minimum}, found {v}")
+    if maximum is not None and v > maximum:
+        raise ctx.err(key, f"must be <= {maximum}, found {v}")
     return v
 
 
@@ -244,38 +281,49 @@ def _rational(ctx: _Ctx, key: str, v: Any) -> Fraction:
         raise ctx.err(key, str(e)) from None
 
 
+def _description(ctx: _Ctx, key: str, table: dict) -> None:
+    if "description" in table and not isinstance(table["description"], str):
+        raise ctx.err(key, f"must be a string, found {_type(table['description'])}")
+
+
 def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task") -> Task:
-    """Validate a parsed TOML document (see docs/task-format.md for every rule)."""
+    """Validate a parsed TOML document (see docs/task-format.md for every rule).
+
+    Rules are checked in document order (name, canvas, pixels, scene, features, classes, then
+    the cross-checks); the first violation is raised as an InputError.
+    """
     ctx = _Ctx(source)
     _check_keys(ctx, "", data, _TOP_KEYS)
 
     name = data.get("name", default_name)
     if not isinstance(name, str) or not name.strip():
         raise ctx.err("name", f"must be a non-empty string, found {name!r}")
-    if "description" in data and not isinstance(data["description"], str):
-        raise ctx.err("description", "must be a string")
+    _description(ctx, "description", data)
 
     # canvas ------------------------------------------------------------------------------
     if "canvas" not in data:
-        raise ctx.err("canvas", "missing table [canvas] with height and width")
+        raise ctx.err("canvas", "missing: the task needs a [canvas] table with height and width")
     canvas = _check_keys(ctx, "canvas", data["canvas"], _CANVAS_KEYS)
     for k in ("height", "width"):
         if k not in canvas:
             raise ctx.err(f"canvas.{k}", "missing")
-    channels = _int(ctx, "canvas.channels", canvas.get("channels", 1), 1)
-    height = _int(ctx, "canvas.height", canvas["height"], 1)
-    width = _int(ctx, "canvas.width", canvas["width"], 1)
+    channels = _int(ctx, "canvas.channels", canvas.get("channels", 1), 1, MAX_CHANNELS)
+    height = _int(ctx, "canvas.height", canvas["height"], 1, MAX_SIDE)
+    width = _int(ctx, "canvas.width", canvas["width"], 1, MAX_SIDE)
 
     # pixels ------------------------------------------------------------------------------
     pixels = _check_keys(ctx, "pixels", data.get("pixels", {}), _PIXEL_KEYS)
     raw_levels = pixels.get("levels", [0, 1])
     if not isinstance(raw_levels, list):
-        raise ctx.err("pixels.levels", f"must be a list of rationals, found {raw_levels!r}")
+        raise ctx.err("pixels.levels", f"must be an array of rationals, found {raw_levels!r}")
     levels_list = [_rational(ctx, f"pixels.levels[{k}]", v) for k, v in enumerate(raw_levels)]
-    if len(set(levels_list)) != len(levels_list):
-        raise ctx.err("pixels.levels", "levels must be distinct")
     if len(levels_list) < 2:
         raise ctx.err("pixels.levels", f"needs at least two levels, found {len(levels_list)}")
+    seen_levels: set[Fraction] = set()
+    for k, v in enumerate(levels_list):
+        if v in seen_levels:
+            raise ctx.err(f"pixels.levels[{k}]", f"level {format_rational(v)} is listed twice; levels must be distinct")
+        seen_levels.add(v)
     levels = tuple(sorted(levels_list))
     background = (
         _rational(ctx, "pixels.background", pixels["background"])
@@ -286,7 +334,7 @@ def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task
         raise ctx.err(
             "pixels.background",
             f"{format_rational(background)} is not one of the levels "
-            f"{[format_rational(v) for v in levels]}",
+            f"[{', '.join(format_rational(v) for v in levels)}]",
         )
     noise = _rational(ctx, "pixels.noise", pixels.get("noise", 0))
     if noise < 0:
@@ -309,14 +357,15 @@ def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task
         raise ctx.err("features", "missing: define at least one feature as [features.NAME]")
     raw_features = data["features"]
     if not isinstance(raw_features, dict) or not raw_features:
-        raise ctx.err("features", "must be a non-empty table of [features.NAME]")
+        raise ctx.err("features", "must be a non-empty table of [features.NAME] tables")
     sym_map = dict(symbols)
     features = []
     for fname, ftable in raw_features.items():
         key = f"features.{fname}"
         if not _NAME.match(fname):
-            raise ctx.err(key, "feature names must match [A-Za-z_][A-Za-z0-9_-]*")
+            raise ctx.err(key, "invalid name: feature names must match [A-Za-z_][A-Za-z0-9_-]*")
         _check_keys(ctx, key, ftable, _FEATURE_KEYS)
+        _description(ctx, f"{key}.description", ftable)
         if "template" not in ftable:
             raise ctx.err(f"{key}.template", "missing")
         template = _template(ctx, f"{key}.template", ftable["template"], channels, sym_map)
@@ -327,31 +376,33 @@ def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task
                 f"template is {h}x{w}, larger than the {height}x{width} canvas",
             )
         features.append(Feature(fname, template))
-    names = {f.name for f in features}
+    by_name = {f.name: f for f in features}
 
     # classes -----------------------------------------------------------------------------
     if "classes" not in data:
         raise ctx.err("classes", "missing: define at least two classes as [classes.NAME]")
     raw_classes = data["classes"]
     if not isinstance(raw_classes, dict) or len(raw_classes) < 2:
-        raise ctx.err("classes", "must define at least two classes as [classes.NAME]")
+        found = len(raw_classes) if isinstance(raw_classes, dict) else _type(raw_classes)
+        raise ctx.err("classes", f"must define at least two classes as [classes.NAME], found {found}")
     classes = []
     for cname, ctable in raw_classes.items():
         key = f"classes.{cname}"
         if not _NAME.match(cname):
-            raise ctx.err(key, "class names must match [A-Za-z_][A-Za-z0-9_-]*")
+            raise ctx.err(key, "invalid name: class names must match [A-Za-z_][A-Za-z0-9_-]*")
         _check_keys(ctx, key, ctable, _CLASS_KEYS)
+        _description(ctx, f"{key}.description", ctable)
         if "required" not in ctable:
-            raise ctx.err(f"{key}.required", "missing: a class needs at least one feature")
-        required = _name_list(ctx, f"{key}.required", ctable["required"], names)
+            raise ctx.err(f"{key}.required", "missing: a class needs at least one required feature")
+        required = _name_list(ctx, f"{key}.required", ctable["required"], by_name)
         if not required:
-            raise ctx.err(f"{key}.required", "a class needs at least one required feature")
-        distractors = _name_list(ctx, f"{key}.distractors", ctable.get("distractors", []), names)
-        both = sorted(set(required) & set(distractors))
-        if both:
-            raise ctx.err(
-                f"{key}.distractors", f"{', '.join(both)} is both required and a distractor"
-            )
+            raise ctx.err(f"{key}.required", "is empty: a class needs at least one required feature")
+        distractors = _name_list(ctx, f"{key}.distractors", ctable.get("distractors", []), by_name)
+        for k, d in enumerate(distractors):
+            if d in required:
+                raise ctx.err(
+                    f"{key}.distractors[{k}]", f"{d!r} is both required and a distractor in this class"
+                )
         rules = _rules(ctx, key, ctable, defaults, height, width)
         classes.append(
             ClassSpec(
@@ -365,18 +416,12 @@ def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task
             )
         )
     used = {n for c in classes for n in c.required + c.distractors}
-    unused = [f.name for f in features if f.name not in used]
-    if unused:
-        raise ctx.err(
-            f"features.{unused[0]}",
-            "defined but used by no class (neither required nor distractor)",
-        )
-    reqsets = {}
-    for c in classes:
-        rs = frozenset(c.required)
-        # identical required sets make both classes complete on every image of either class;
-        # that is ill-posed (judged by the theorem), not invalid input, so it is allowed.
-        reqsets.setdefault(rs, c.name)
+    for f in features:
+        if f.name not in used:
+            raise ctx.err(
+                f"features.{f.name}",
+                "defined but used by no class (neither required nor a distractor)",
+            )
 
     task = Task(
         name=name,
@@ -390,23 +435,66 @@ def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task
         classes=tuple(classes),
         symbols=symbols,
     )
-    # Every class must have at least one scene (MODEL.md section 3: an error, not vacuous).
-    from cnnproof.constructions.scenes import SearchBudgetExceeded, find_scene
-
     for c in task.classes:
+        _check_has_scene(ctx, task, c, by_name)
+    return task
+
+
+def _anchor_range(n: int, size: int, stride: int, lo: int | None, hi: int | None) -> bool:
+    """Is there an anchor t with 0 <= t <= n - size, t % stride == 0 and lo <= t <= hi?"""
+    first, last = max(0, lo or 0), n - size if hi is None else min(n - size, hi)
+    t = -(-first // stride) * stride  # the first multiple of stride >= first
+    return t <= last
+
+
+def _has_anchor(task: Task, cls: ClassSpec, f: Feature) -> bool:
+    """Does ``f`` have at least one allowed top-left anchor in a scene of ``cls``?"""
+    (r, q), rg = cls.anchors.stride, cls.anchors.region
+    r0, c0, r1, c1 = rg if rg is not None else (None, None, None, None)
+    return _anchor_range(task.height, f.height, r, r0, r1) and _anchor_range(
+        task.width, f.width, q, c0, c1
+    )
+
+
+def _check_has_scene(ctx: _Ctx, task: Task, c: ClassSpec, by_name: dict[str, Feature]) -> None:
+    """MODEL.md section 3: a class with no scene at all is invalid input, not a vacuous truth."""
+    key = f"classes.{c.name}"
+    rules = f"stride {list(c.anchors.stride)}" + (
+        f", region {list(c.anchors.region)}" if c.anchors.region is not None else ""
+    )
+    for n in c.required:
+        f = by_name[n]
+        if not _has_anchor(task, c, f):
+            raise ctx.err(
+                key,
+                f"has no scene: required feature {n!r} ({f.height}x{f.width}) has no allowed "
+                f"anchor ({rules}; its footprint must lie inside the "
+                f"{task.height}x{task.width} canvas)",
+            )
+    # A cheap necessary condition first (also keeps huge `copies` from reaching the search):
+    # footprints grown by `gap` to the bottom and right are disjoint inside the grown canvas.
+    g = c.gap
+    need = c.copies * sum((by_name[n].height + g) * (by_name[n].width + g) for n in c.required)
+    room = (task.height + g) * (task.width + g)
+    too_big = need > room
+    if not too_big:
+        from cnnproof.constructions.scenes import SearchBudgetExceeded, find_scene
+
         try:
-            found = find_scene(task, c)
+            too_big = find_scene(task, c) is None
         except SearchBudgetExceeded:
             raise ctx.err(
-                f"classes.{c.name}", "could not decide within budget whether any scene exists"
+                key,
+                "could not decide within the search budget whether any scene exists "
+                "(its required placements may not fit); reduce copies or enlarge the canvas",
             ) from None
-        if found is None:
-            raise ctx.err(
-                f"classes.{c.name}",
-                "has no scene: its required features (with copies, gap and anchor rules) "
-                "cannot all be placed on the canvas",
-            )
-    return task
+    if too_big:
+        raise ctx.err(
+            key,
+            f"has no scene: its required features ({c.copies} cop{'y' if c.copies == 1 else 'ies'} "
+            f"of each of {', '.join(c.required)}, gap {g}, {rules}) cannot all be placed on the "
+            f"{task.height}x{task.width} canvas",
+        )
 
 
 def _symbols(ctx: _Ctx, raw: Any, levels: tuple[Fraction, ...]) -> tuple[tuple[str, Fraction], ...]:
@@ -416,15 +504,33 @@ def _symbols(ctx: _Ctx, raw: Any, levels: tuple[Fraction, ...]) -> tuple[tuple[s
             if v.denominator == 1 and 0 <= v <= 9:
                 out[str(v.numerator)] = v
         return tuple(out.items())
-    if not isinstance(raw, dict):
-        raise ctx.err("pixels.symbols", "must be a table mapping one-character symbols to levels")
+    if not isinstance(raw, dict) or not raw:
+        raise ctx.err(
+            "pixels.symbols",
+            "must be a non-empty table mapping one-character symbols to levels, "
+            'e.g. { "." = 0, "#" = 1 }',
+        )
+    owner: dict[Fraction, str] = {}
     for sym, v in raw.items():
         key = f"pixels.symbols.{sym}"
         if len(sym) != 1 or sym == "*" or sym.isspace():
             raise ctx.err(key, "a symbol is one character, not '*' and not whitespace")
         q = _rational(ctx, key, v)
         if q not in levels:
-            raise ctx.err(key, f"{format_rational(q)} is not one of the levels")
+            raise ctx.err(
+                key,
+                f"{format_rational(q)} is not one of the levels "
+                f"[{', '.join(format_rational(x) for x in levels)}]",
+            )
+        if sym.isdigit() and (not sym.isascii() or Fraction(int(sym)) != q):
+            raise ctx.err(key, f"the digit {sym!r} may only stand for the level {sym}, not {format_rational(q)}")
+        if q in owner:
+            raise ctx.err(
+                key,
+                f"level {format_rational(q)} already has the symbol {owner[q]!r}; "
+                "one symbol per level (images are drawn with it)",
+            )
+        owner[q] = sym
         out[sym] = q
     return tuple(out.items())
 
@@ -435,18 +541,35 @@ def _template(ctx: _Ctx, key: str, raw: Any, channels: int, sym: dict[str, Fract
     elif isinstance(raw, list) and all(isinstance(p, str) for p in raw):
         planes_raw = raw
     else:
-        raise ctx.err(key, "must be a string (one channel) or a list of strings, one per channel")
+        raise ctx.err(
+            key, f"must be a string (one channel) or an array of strings, one per channel; found {_type(raw)}"
+        )
     if len(planes_raw) != channels:
-        raise ctx.err(key, f"has {len(planes_raw)} channel(s); the canvas has {channels}")
+        hint = (
+            "; an array holds one string per channel: write the rows of a template as one "
+            'multi-line string """..."""'
+            if isinstance(raw, list)
+            else "; give an array of strings, one per channel"
+        )
+        raise ctx.err(key, f"has {len(planes_raw)} channel(s); the canvas has {channels}{hint}")
     planes = []
     for ch, text in enumerate(planes_raw):
-        ckey = key if channels == 1 else f"{key}[{ch}]"
+        ckey = key if isinstance(raw, str) else f"{key}[{ch}]"
         rows = ["".join(line.split()) for line in text.splitlines()]
-        rows = [r for r in rows if r]
+        while rows and not rows[0]:
+            rows.pop(0)
+        while rows and not rows[-1]:
+            rows.pop()
         if not rows:
             raise ctx.err(ckey, "is empty")
-        widths = {len(r) for r in rows}
-        if len(widths) != 1:
+        for a, r in enumerate(rows):
+            if not r:
+                raise ctx.err(
+                    ckey,
+                    f"row {a + 1} is blank: only leading and trailing blank lines are ignored "
+                    "(write '*' for don't-care cells)",
+                )
+        if len({len(r) for r in rows}) != 1:
             raise ctx.err(
                 ckey, f"ragged template: row lengths {[len(r) for r in rows]} differ"
             )
@@ -467,23 +590,27 @@ def _template(ctx: _Ctx, key: str, raw: Any, channels: int, sym: dict[str, Fract
                     )
             plane.append(tuple(cells))
         planes.append(tuple(plane))
-    shapes = {(len(p), len(p[0])) for p in planes}
-    if len(shapes) != 1:
-        raise ctx.err(key, f"channels have different shapes {sorted(shapes)}")
+    shapes = [(len(p), len(p[0])) for p in planes]
+    if len(set(shapes)) != 1:
+        raise ctx.err(
+            key, f"channels have different shapes {', '.join(f'{h}x{w}' for h, w in shapes)}"
+        )
     if all(v is None for p in planes for row in p for v in row):
         raise ctx.err(key, "every cell is '*': a feature needs at least one cell that is a level")
     return tuple(planes)
 
 
-def _name_list(ctx: _Ctx, key: str, raw: Any, names: set[str]) -> list[str]:
+def _name_list(ctx: _Ctx, key: str, raw: Any, names: dict[str, Feature]) -> list[str]:
     if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-        raise ctx.err(key, f"must be a list of feature names, found {raw!r}")
+        raise ctx.err(key, f"must be an array of feature names, found {raw!r}")
     seen = set()
-    for x in raw:
+    for k, x in enumerate(raw):
         if x not in names:
-            raise ctx.err(key, f"undefined feature {x!r} (defined: {', '.join(sorted(names))})")
+            raise ctx.err(
+                f"{key}[{k}]", f"undefined feature {x!r} (defined: {', '.join(sorted(names))})"
+            )
         if x in seen:
-            raise ctx.err(key, f"feature {x!r} listed twice (use copies for repeats)")
+            raise ctx.err(f"{key}[{k}]", f"feature {x!r} is listed twice (use copies for repeats)")
         seen.add(x)
     return list(raw)
 
@@ -513,8 +640,13 @@ def _rules(ctx: _Ctx, where: str, table: dict, defaults: dict | None, H: int, W:
             )
         r0, c0, r1, c1 = (_int(ctx, f"{where}.region[{k}]", v, 0) for k, v in enumerate(rg))
         if r0 > r1 or c0 > c1:
-            raise ctx.err(f"{where}.region", f"empty box: row0 <= row1 and col0 <= col1 needed, found {rg}")
+            raise ctx.err(
+                f"{where}.region", f"empty box {rg}: row0 <= row1 and col0 <= col1 are needed"
+            )
         if r0 >= H or c0 >= W:
-            raise ctx.err(f"{where}.region", f"box {rg} starts outside the {H}x{W} canvas")
+            raise ctx.err(
+                f"{where}.region",
+                f"box {rg} starts outside the {H}x{W} canvas (rows 0..{H - 1}, columns 0..{W - 1})",
+            )
         out["region"] = (r0, c0, r1, c1)
     return out

@@ -363,6 +363,8 @@ def with_parameter(net: Network, path: str, flat_index: int, value: Fraction) ->
 
 
 def _nested(arr: np.ndarray) -> Any:
+    if not isinstance(arr, np.ndarray):  # an entry of an object array: a Fraction
+        return rational_json(arr)
     if arr.ndim == 0:
         return rational_json(arr.item())
     return [_nested(a) for a in arr]
@@ -422,124 +424,240 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 
 def load_network(path: str | Path) -> Network:
+    """Read and validate a network file (docs/formats.md). Errors name the file, key and reason.
+
+    Floats (``0.5``, ``1e3``, ``NaN``, ``Infinity``) are refused wherever they appear, with the
+    path of the offending entry; so are keys repeated within one JSON object.
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(str(p), None, "no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(str(p), None, f"cannot read: {e}") from None
+    except IsADirectoryError:
+        raise InputError(str(p), None, "is a directory, not a network file") from None
+    except UnicodeDecodeError as e:
+        raise InputError(str(p), None, f"not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise InputError(str(p), None, f"cannot read: {e.strerror}") from None
     try:
-        data = json.loads(text, parse_float=_reject_float(str(p)))
+        data = json.loads(
+            text,
+            parse_float=_FloatLiteral,
+            parse_constant=_FloatLiteral,
+            object_pairs_hook=_no_duplicate_keys(str(p)),
+        )
     except json.JSONDecodeError as e:
-        raise InputError(str(p), f"line {e.lineno}", f"not valid JSON: {e.msg}") from None
+        raise InputError(str(p), f"line {e.lineno}", f"not valid JSON: {e.msg} (column {e.colno})") from None
+    except RecursionError:
+        raise InputError(str(p), None, "not a network: JSON nested too deeply") from None
     return network_from_json(data, str(p))
 
 
-def _reject_float(source: str):
-    def parse(s: str):
-        raise InputError(
-            source, None, f"float {s} found: every number must be an integer or a string \"p/q\""
-        )
+class _FloatLiteral:
+    """A JSON float (or NaN/Infinity) kept as its text, so that validation can refuse it by path."""
 
-    return parse
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _no_duplicate_keys(source: str):
+    def hook(pairs: list[tuple[str, Any]]) -> dict:
+        out: dict = {}
+        for k, v in pairs:
+            if k in out:
+                raise InputError(source, k, "key defined twice in one JSON object")
+            out[k] = v
+        return out
+
+    return hook
+
+
+def _find_float(raw: Any) -> tuple[str, Any] | None:
+    """The path and value of the first float in a JSON document (iteratively: no recursion)."""
+    stack: list[tuple[str, Any]] = [("", raw)]
+    while stack:
+        path, x = stack.pop()
+        if isinstance(x, (float, _FloatLiteral)):
+            return path, x
+        if isinstance(x, dict):
+            items = [(f"{path}.{k}" if path else str(k), v) for k, v in x.items()]
+        elif isinstance(x, list):
+            items = [(f"{path}[{i}]", v) for i, v in enumerate(x)]
+        else:
+            continue
+        stack.extend(reversed(items))
+    return None
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, _FloatLiteral):
+        return f"the float {v.text}"
+    return {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+            list: "an array", dict: "an object", type(None): "null"}.get(type(v), type(v).__name__)
 
 
 def _array(src: str, key: str, raw: Any, ndim: int) -> np.ndarray:
-    def shape_of(x, depth):
+    """A Fraction array from a nested JSON list of exactly ``ndim`` levels (rectangular)."""
+
+    def shape_of(x, depth, path):
         if depth == 0:
+            if isinstance(x, list):
+                raise InputError(src, path, f"nested deeper than {ndim} levels")
             return ()
         if not isinstance(x, list) or not x:
-            raise InputError(src, key, f"must be a non-empty nested list of depth {ndim}")
-        inner = {shape_of(e, depth - 1) for e in x}
-        if len(inner) != 1:
-            raise InputError(src, key, "ragged nested list: inner lists have different lengths")
-        return (len(x),) + inner.pop()
+            what = "an empty array" if isinstance(x, list) else _kind(x)
+            raise InputError(src, path, f"must be a non-empty array nested {ndim} deep, found {what}")
+        shapes = [shape_of(e, depth - 1, f"{path}[{i}]") for i, e in enumerate(x)]
+        for i, s in enumerate(shapes):
+            if s != shapes[0]:
+                raise InputError(
+                    src, f"{path}[{i}]",
+                    f"ragged array: shape {list(s)} differs from {list(shapes[0])} of {path}[0]",
+                )
+        return (len(x),) + shapes[0]
 
-    shape = shape_of(raw, ndim)
-    flat: list = []
+    shape = shape_of(raw, ndim, key)
+    vals: list[Fraction] = []
 
-    def walk(x, depth):
+    def walk(x, depth, path):
         if depth == 0:
-            flat.append(x)
+            if isinstance(x, _FloatLiteral):
+                raise InputError(src, path, f"{x.text} is a float; every number must be an integer or a string \"p/q\"")
+            try:
+                vals.append(parse_rational(x))
+            except ValueError as e:
+                raise InputError(src, path, str(e)) from None
         else:
-            for e in x:
-                walk(e, depth - 1)
+            for i, e in enumerate(x):
+                walk(e, depth - 1, f"{path}[{i}]")
 
-    walk(raw, ndim)
-    vals = []
-    for k, v in enumerate(flat):
-        if isinstance(v, list):
-            raise InputError(src, key, f"nested deeper than {ndim} levels")
-        try:
-            vals.append(parse_rational(v))
-        except ValueError as e:
-            raise InputError(src, key, f"entry {k}: {e}") from None
+    walk(raw, ndim, key)
     return _frozen(fraction_array(vals, shape))
+
+
+_LAYER_KEYS = {"conv2d": {"type", "weight", "bias"}, "dense": {"type", "weight", "bias"},
+               "parallel": {"type", "branches"}}
 
 
 def _layers_from_json(src: str, raw: Any, where: str) -> tuple[Layer, ...]:
     if not isinstance(raw, list) or not raw:
-        raise InputError(src, where, "must be a non-empty list of layers")
+        found = "an empty array" if isinstance(raw, list) else ("nothing" if raw is None else _kind(raw))
+        raise InputError(src, where, f"must be a non-empty array of layers, found {found}")
     out: list[Layer] = []
     for k, ld in enumerate(raw):
         key = f"{where}[{k}]"
-        if not isinstance(ld, dict) or "type" not in ld:
-            raise InputError(src, key, "a layer is an object with a \"type\"")
+        if not isinstance(ld, dict):
+            raise InputError(src, key, f"a layer is an object with a \"type\", found {_kind(ld)}")
+        if "type" not in ld:
+            raise InputError(src, f"{key}.type", "missing: a layer is an object with a \"type\"")
         t = ld["type"]
-        allowed = {"conv2d": {"type", "weight", "bias"}, "dense": {"type", "weight", "bias"},
-                   "parallel": {"type", "branches"}}.get(t, {"type"})
-        if t not in LAYER_KINDS:
+        if not isinstance(t, str) or t not in LAYER_KINDS:
             raise InputError(src, f"{key}.type", f"unknown layer type {t!r} (known: {', '.join(LAYER_KINDS)})")
-        extra = set(ld) - allowed
-        if extra:
-            raise InputError(src, key, f"unknown key(s) {sorted(extra)} for a {t} layer")
+        allowed = _LAYER_KEYS.get(t, {"type"})
+        for extra in ld:
+            if extra not in allowed:
+                raise InputError(
+                    src, f"{key}.{extra}", f"unknown key for a {t} layer (allowed: {', '.join(sorted(allowed))})"
+                )
         if t in ("conv2d", "dense"):
             for req in ("weight", "bias"):
                 if req not in ld:
-                    raise InputError(src, f"{key}.{req}", "missing")
+                    raise InputError(src, f"{key}.{req}", f"missing: a {t} layer needs a weight and a bias")
             w = _array(src, f"{key}.weight", ld["weight"], 4 if t == "conv2d" else 2)
             b = _array(src, f"{key}.bias", ld["bias"], 1)
             if b.shape[0] != w.shape[0]:
                 raise InputError(src, f"{key}.bias", f"has {b.shape[0]} entries, the weight has {w.shape[0]} outputs")
             out.append(Conv2d(w, b) if t == "conv2d" else Dense(w, b))
         elif t == "parallel":
-            br = ld.get("branches")
+            if "branches" not in ld:
+                raise InputError(src, f"{key}.branches", "missing: a parallel layer needs a non-empty array of branches")
+            br = ld["branches"]
             if not isinstance(br, list) or not br:
-                raise InputError(src, f"{key}.branches", "must be a non-empty list of layer lists")
+                raise InputError(src, f"{key}.branches", "must be a non-empty array of branches (arrays of layers)")
             out.append(Parallel(tuple(_layers_from_json(src, b, f"{key}.branches[{i}]") for i, b in enumerate(br))))
         else:
             out.append(LAYER_KINDS[t]())
     return tuple(out)
 
 
+_TOP_KEYS = {"format", "version", "input", "classes", "layers", "channel_names", "description"}
+_INPUT_KEYS = ("channels", "height", "width")
+
+
 def network_from_json(data: Any, src: str = "<network>") -> Network:
+    """Validate a parsed network document (docs/formats.md lists every rule)."""
     if not isinstance(data, dict):
-        raise InputError(src, None, "a network file is a JSON object")
-    allowed = {"format", "version", "input", "classes", "layers", "channel_names", "description"}
+        raise InputError(src, None, f"a network file is a JSON object, found {_kind(data)}")
+    fl = _find_float(data)
+    if fl is not None:
+        path, v = fl
+        raise InputError(src, path or None, f"{v!r} is a float; every number must be an integer or a string \"p/q\"")
     for k in data:
-        if k not in allowed:
-            raise InputError(src, k, f"unknown key (allowed: {', '.join(sorted(allowed))})")
-    if data.get("format") != FORMAT:
-        raise InputError(src, "format", f"must be {FORMAT!r}, found {data.get('format')!r}")
-    if data.get("version") != VERSION:
-        raise InputError(src, "version", f"unsupported version {data.get('version')!r} (this cnnproof reads {VERSION})")
-    inp = data.get("input")
-    if not isinstance(inp, dict) or set(inp) != {"channels", "height", "width"}:
-        raise InputError(src, "input", "must be {\"channels\": C, \"height\": H, \"width\": W}")
-    for k, v in inp.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise InputError(src, f"input.{k}", f"must be a positive integer, found {v!r}")
-    classes = data.get("classes")
-    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-        raise InputError(src, "classes", "must be a list of at least two class names")
-    if len(set(classes)) != len(classes):
-        raise InputError(src, "classes", "class names must be distinct")
-    layers = _layers_from_json(src, data.get("layers"), "layers")
+        if k not in _TOP_KEYS:
+            raise InputError(src, k, f"unknown key (allowed: {', '.join(sorted(_TOP_KEYS))})")
+    for k in ("format", "version", "input", "classes", "layers"):
+        if k not in data:
+            raise InputError(src, k, "missing" + (f": must be {FORMAT!r}" if k == "format" else ""))
+    if data["format"] != FORMAT:
+        raise InputError(src, "format", f"must be {FORMAT!r}, found {data['format']!r}")
+    v = data["version"]
+    if isinstance(v, bool) or v != VERSION:
+        raise InputError(src, "version", f"unsupported version {v!r} (this cnnproof reads version {VERSION})")
+    if "description" in data and not isinstance(data["description"], str):
+        raise InputError(src, "description", f"must be a string, found {_kind(data['description'])}")
+    inp = data["input"]
+    if not isinstance(inp, dict):
+        raise InputError(src, "input", f"must be {{\"channels\": C, \"height\": H, \"width\": W}}, found {_kind(inp)}")
+    for k in inp:
+        if k not in _INPUT_KEYS:
+            raise InputError(src, f"input.{k}", f"unknown key (allowed: {', '.join(_INPUT_KEYS)})")
+    for k in _INPUT_KEYS:
+        if k not in inp:
+            raise InputError(src, f"input.{k}", "missing")
+        x = inp[k]
+        if isinstance(x, bool) or not isinstance(x, int) or x < 1:
+            raise InputError(src, f"input.{k}", f"must be a positive integer, found {x!r}")
+    classes = data["classes"]
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise InputError(src, "classes", f"must be an array of at least two class names, found {classes!r}")
+    for i, c in enumerate(classes):
+        if not isinstance(c, str) or not c:
+            raise InputError(src, f"classes[{i}]", f"a class name is a non-empty string, found {c!r}")
+        if c in classes[:i]:
+            raise InputError(src, f"classes[{i}]", f"class {c!r} is named twice; class names must be distinct")
     chn = data.get("channel_names", [])
     if not isinstance(chn, list) or not all(isinstance(c, str) for c in chn):
-        raise InputError(src, "channel_names", "must be a list of strings")
+        raise InputError(src, "channel_names", f"must be an array of strings, found {chn!r}")
+    layers = _layers_from_json(src, data["layers"], "layers")
+    shape = (inp["channels"], inp["height"], inp["width"])
+    out = _check_shapes(src, layers, shape, "layers")
+    if out != (len(classes),):
+        raise InputError(
+            src, "layers", f"the network outputs shape {out}, but {len(classes)} classes are named "
+            "(the last layer must give one logit per class)"
+        )
     try:
-        return Network((inp["channels"], inp["height"], inp["width"]), layers, tuple(classes), tuple(chn))
+        return Network(shape, layers, tuple(classes), tuple(chn))
     except ValueError as e:
         raise InputError(src, "layers", str(e)) from None
+
+
+def _check_shapes(src: str, layers: Sequence[Layer], shape: tuple[int, ...], where: str) -> tuple[int, ...]:
+    """The output shape of ``layers`` on ``shape``; a mismatch names the layer's key."""
+    for k, layer in enumerate(layers):
+        key = f"{where}[{k}]"
+        if isinstance(layer, Parallel):
+            for b, branch in enumerate(layer.branches):
+                _check_shapes(src, branch, shape, f"{key}.branches[{b}]")
+        try:
+            new = layer.out_shape(shape)
+        except ValueError as e:
+            raise InputError(src, key, f"{e} (its input has shape {tuple(shape)})") from None
+        shape = new
+    return tuple(shape)

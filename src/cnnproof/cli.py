@@ -159,7 +159,10 @@ def cmd_build(task, args) -> int:
             args.json = False
             return _report(task, None, q, v, time.perf_counter() - t0, args)
     net = build_network(task)
-    save_network(net, args.output)
+    try:
+        save_network(net, args.output)  # atomic: no partial file is left on failure
+    except OSError as e:
+        raise InputError(args.output, None, f"cannot write the network: {e.strerror or e}") from None
     print(f"wrote {args.output}: the paper's network for task {task.name} "
           f"({len(task.features)} detectors, {len(task.classes)} classes)")
     return EXIT_PROVED
