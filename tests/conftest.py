@@ -19,3 +19,8 @@ def faces():
     from cnnproof import load_task
 
     return load_task(ROOT / "constructions" / "catalogue" / "faces.toml")
+
+import sys  # noqa: E402
+
+# tests/ is not a package: make the test-support modules (naive, randtasks, plain_smt) importable
+sys.path.insert(0, str(Path(__file__).resolve().parent))

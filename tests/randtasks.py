@@ -167,11 +167,14 @@ def random_task_toml(
     max_scenes: int = 1500,
     allow_noise: bool = True,
     repair: bool = True,
+    disjoint: bool = False,
 ) -> str:
     """The TOML text of a random small task (see the module docstring).
 
     With ``repair=False`` a class whose required placements cannot fit is left as drawn, so
     the loader's "has no scene" check is exercised (about half such tasks are then rejected).
+    With ``disjoint=True`` the classes' required sets are disjoint and templates have fewer
+    don't-care cells, so that a good share of the tasks are well-posed.
     """
     H = draw(st.integers(1, max_height))
     W = draw(st.integers(1, max_width))
@@ -188,8 +191,9 @@ def random_task_toml(
     noise = draw(st.sampled_from([None, Fraction(0), s / 4, s / 3])) if allow_noise else None
 
     # features --------------------------------------------------------------------------------
-    n_features = draw(st.integers(1, max_features))
-    cell = st.sampled_from(list(symbols) + ["*"])
+    n_classes = draw(st.integers(2, max_classes))
+    n_features = draw(st.integers(n_classes if disjoint else 1, max(max_features, n_classes)))
+    cell = st.sampled_from(list(symbols) + ([] if disjoint else ["*"]))
     features: dict[str, list[str]] = {}
     sizes: dict[str, tuple[int, int]] = {}
     for k in range(n_features):
@@ -209,12 +213,17 @@ def random_task_toml(
 
     # rules and classes -----------------------------------------------------------------------
     defaults = draw(_rules(H, W, 0.3))
-    n_classes = draw(st.integers(2, max_classes))
     classes = []
+    spare = names[n_classes:]
     for c in range(n_classes):
-        required = draw(
-            st.lists(st.sampled_from(names), min_size=1, max_size=min(3, len(names)), unique=True)
-        )
+        if disjoint:
+            required = [names[c]]
+            if spare and draw(st.booleans()):
+                required.append(spare.pop())
+        else:
+            required = draw(
+                st.lists(st.sampled_from(names), min_size=1, max_size=min(3, len(names)), unique=True)
+            )
         rest = [n for n in names if n not in required]
         distractors = (
             draw(st.lists(st.sampled_from(rest), max_size=min(2, len(rest)), unique=True)) if rest else []
