@@ -1,0 +1,280 @@
+"""The scene lemma's search: can these features all appear together in one scene of a class?
+
+Stage: task -> scene facts (used by the compositional prover). Trusted: no (its "impossible"
+answers are re-decided by the certificate checker with a separate implementation; its
+"possible" answers come with a concrete scene that exact evaluation re-checks).
+
+``appear_together(task, cls, goals)`` decides exactly whether some scene of ``cls`` (MODEL.md
+section 3: copies, distractors, gap, stride/region anchors, canvas borders) has a base image in
+which every feature of ``goals`` occurs (by accident or placed), and returns such a scene. The
+search is absolute (so it is exact at the border) and goal-directed:
+
+* for the next goal g and each anchor u of g's window, the cells of g's support that need a
+  non-background value must be written by placements; the first such cell is covered by trying
+  each (feature f, cell of f with that value) that is *compatible* with g at that relative
+  offset (precomputed: on the overlap, f writes what g needs) and fits (anchor rules, gap, slots);
+* a committed occurrence freezes its cells, so later placements cannot destroy it;
+* when every goal is committed, the remaining required copies are packed anywhere compatible.
+
+A node budget bounds the work; exceeding it raises SearchBudgetExceeded (the caller answers
+UNKNOWN or falls back, never guesses). :func:`uncoverable_cell` is the cheap, canvas-independent
+proof that a feature can never appear in a class: a cell of its support that needs a
+non-background value which no placement of the class can write compatibly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+
+from cnnproof.constructions.scenes import Placement, Scene, SearchBudgetExceeded, _separated
+from cnnproof.constructions.task import ClassSpec, Feature, Task
+
+Cell = tuple[int, int, int]  # (channel, row, col)
+
+DEFAULT_BUDGET = 200_000
+
+
+def _support(f: Feature) -> dict[Cell, Fraction]:
+    return {(ch, a, b): v for ch, a, b, v in f.support()}
+
+
+class _Tables:
+    """Per-task precomputation: supports and pairwise compatibility at relative offsets."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.sup = {f.name: _support(f) for f in task.features}
+        self.size = {f.name: f.size for f in task.features}
+        self._compat: dict[tuple[str, str, int, int], bool] = {}
+
+    def compatible(self, g: str, f: str, di: int, dj: int) -> bool:
+        """f placed at offset (di, dj) relative to g's window writes nothing g's support rejects.
+
+        On the overlap of f's footprint with g's window: where g needs a value, the image value
+        (f's template value, or background under f's '*') must equal it.
+        """
+        key = (g, f, di, dj)
+        hit = self._compat.get(key)
+        if hit is not None:
+            return hit
+        bg = self.task.background
+        gs, fs = self.sup[g], self.sup[f]
+        fh, fw = self.size[f]
+        ok = True
+        for (ch, a, b), need in gs.items():
+            ra, rb = a - di, b - dj
+            if 0 <= ra < fh and 0 <= rb < fw:
+                have = fs.get((ch, ra, rb), bg)
+                if have != need:
+                    ok = False
+                    break
+        self._compat[key] = ok
+        return ok
+
+
+@lru_cache(maxsize=64)
+def _tables(task: Task) -> _Tables:
+    return _Tables(task)
+
+
+def available(task: Task, cls: ClassSpec) -> list[str]:
+    """Features that may be placed in a scene of ``cls``."""
+    out = list(cls.required)
+    if cls.max_distractors > 0:
+        out += list(cls.distractors)
+    return out
+
+
+def cover_options(task: Task, cls: ClassSpec, g: str) -> dict[Cell, list[tuple[str, int, int]]]:
+    """For each support cell of g needing a non-background value: the (f, di, dj) offsets
+    (f's anchor relative to g's window) at which an available f writes that value there and is
+    compatible with g."""
+    T = _tables(task)
+    bg = task.background
+    out: dict[Cell, list[tuple[str, int, int]]] = {}
+    for (ch, a, b), v in T.sup[g].items():
+        if v == bg:
+            continue
+        opts = []
+        for f in available(task, cls):
+            for (fch, fa, fb), fv in T.sup[f].items():
+                if fch == ch and fv == v:
+                    di, dj = a - fa, b - fb
+                    if T.compatible(g, f, di, dj):
+                        opts.append((f, di, dj))
+        out[(ch, a, b)] = opts
+    return out
+
+
+def uncoverable_cell(task: Task, cls: ClassSpec, g: str) -> Cell | None:
+    """A support cell of g that no placement of ``cls`` can write compatibly, or None.
+
+    If one exists, g never occurs in any image of ``cls``, whatever the canvas.
+    """
+    for cell, opts in cover_options(task, cls, g).items():
+        if not opts:
+            return cell
+    return None
+
+
+@dataclass
+class _State:
+    placements: list[Placement]
+    boxes: list[tuple[int, int, int, int]]
+    written: dict[Cell, Fraction]  # support cells written by placements
+    covered: set[tuple[int, int]]  # (row, col) inside some footprint
+    frozen: dict[Cell, Fraction]
+    left: dict[str, int]  # required copies still to place
+    distractors_left: int
+
+
+def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ...],
+                    budget: int = DEFAULT_BUDGET) -> Scene | None:
+    """A scene of ``cls`` whose base image contains every feature of ``goals``, or None.
+
+    Raises SearchBudgetExceeded after ``budget`` search nodes.
+    """
+    T = _tables(task)
+    goals = list(dict.fromkeys(goals))
+    opts = {g: cover_options(task, cls, g) for g in goals}
+    if any(not o for g in goals for o in opts[g].values()):
+        return None  # some needed cell can never be written
+    # goals with the fewest anchors and most constraints first
+    goals.sort(key=lambda g: (-len(opts[g]), g))
+    bg = task.background
+    H, W = task.height, task.width
+    st = _State([], [], {}, set(), {}, {n: cls.copies for n in cls.required}, cls.max_distractors)
+    nodes = 0
+
+    def tick():
+        nonlocal nodes
+        nodes += 1
+        if nodes > budget:
+            raise SearchBudgetExceeded(f"scene search over {budget} nodes (class {cls.name}, goals {goals})")
+
+    def value(cell: Cell) -> Fraction:
+        return st.written.get(cell, bg)
+
+    def can_place(f: str, i: int, j: int) -> bool:
+        fh, fw = T.size[f]
+        if not (0 <= i <= H - fh and 0 <= j <= W - fw) or not cls.anchors.allows(i, j):
+            return False
+        if f in st.left:
+            if st.left[f] <= 0:
+                return False
+        elif not (f in cls.distractors and st.distractors_left > 0):
+            return False
+        box = (i, j, fh, fw)
+        if not all(_separated(box, b, cls.gap) for b in st.boxes):
+            return False
+        for (ch, a, b), fv in T.sup[f].items():
+            fz = st.frozen.get((ch, i + a, j + b))
+            if fz is not None and fz != fv:
+                return False
+        # '*' cells of f leave background: frozen cells there must be background
+        for (ch, r, c), fz in st.frozen.items():
+            if i <= r < i + fh and j <= c < j + fw and (ch, r - i, c - j) not in T.sup[f] and fz != bg:
+                return False
+        return True
+
+    def place(f: str, i: int, j: int):
+        fh, fw = T.size[f]
+        st.placements.append(Placement(f, i, j))
+        st.boxes.append((i, j, fh, fw))
+        for (ch, a, b), fv in T.sup[f].items():
+            st.written[(ch, i + a, j + b)] = fv
+        for a in range(fh):
+            for b in range(fw):
+                st.covered.add((i + a, j + b))
+        if f in st.left:
+            st.left[f] -= 1
+        else:
+            st.distractors_left -= 1
+
+    def unplace():
+        p = st.placements.pop()
+        st.boxes.pop()
+        fh, fw = T.size[p.feature]
+        for (ch, a, b) in T.sup[p.feature]:
+            del st.written[(ch, p.row + a, p.col + b)]
+        for a in range(fh):
+            for b in range(fw):
+                st.covered.discard((p.row + a, p.col + b))
+        if p.feature in st.left:
+            st.left[p.feature] += 1
+        else:
+            st.distractors_left += 1
+
+    def commit(g: str, u: tuple[int, int], rest: list[str]) -> Scene | None:
+        tick()
+        ui, uj = u
+        need = None
+        for (ch, a, b), v in T.sup[g].items():
+            cell = (ch, ui + a, uj + b)
+            cur = value(cell)
+            if cur == v:
+                continue
+            if (ui + a, uj + b) in st.covered:
+                return None  # fixed by a placement (its value or background under its '*')
+            fz = st.frozen.get(cell)
+            if fz is not None and fz != v:
+                return None
+            if v == bg:
+                continue  # cannot happen: an uncovered cell is background
+            need = ((ch, a, b), v)
+            break
+        if need is None:
+            saved = dict(st.frozen)
+            for (ch, a, b), v in T.sup[g].items():
+                st.frozen[(ch, ui + a, uj + b)] = v
+            found = search(rest)
+            st.frozen.clear()
+            st.frozen.update(saved)
+            return found
+        (ch, a, b), v = need
+        for f, di, dj in opts[g][(ch, a, b)]:
+            i, j = ui + di, uj + dj
+            if can_place(f, i, j):
+                place(f, i, j)
+                found = commit(g, u, rest)
+                if found is not None:
+                    return found
+                unplace()
+        return None
+
+    def search(rest: list[str]) -> Scene | None:
+        if not rest:
+            return complete()
+        g, tail = rest[0], rest[1:]
+        gh, gw = T.size[g]
+        for ui in range(H - gh + 1):
+            for uj in range(W - gw + 1):
+                found = commit(g, (ui, uj), tail)
+                if found is not None:
+                    return found
+        return None
+
+    def complete() -> Scene | None:
+        todo = [f for f, k in sorted(st.left.items()) for _ in range(k)]
+        return pack(todo, 0, -1)
+
+    def pack(todo: list[str], k: int, last: int) -> Scene | None:
+        if k == len(todo):
+            return tuple(sorted(st.placements))
+        f = todo[k]
+        fh, fw = T.size[f]
+        start = last + 1 if k > 0 and todo[k - 1] == f else 0
+        for idx in range(start, (H - fh + 1) * (W - fw + 1)):
+            tick()
+            i, j = divmod(idx, W - fw + 1)
+            if can_place(f, i, j):
+                place(f, i, j)
+                found = pack(todo, k + 1, idx)
+                if found is not None:
+                    return found
+                unplace()
+        return None
+
+    return search(goals)
