@@ -333,7 +333,7 @@ def markdown(args, facts, counts, recs, started: str, run_seconds: float, reused
         "inside the subprocess (interpreter start, imports and building the task and network not counted),",
         "with the exact worst-case margin when the method reports it; `zero error` is for the paper's network",
         "(`build_network`). Peak RSS is the subprocess's `ru_maxrss` (it includes the interpreter, numpy and",
-        "z3, about 30-70 MB). `scenes` is the sum over both classes (`count_scenes`, capped at "
+        "z3: about 40 MB for the exhaustive prover, about 70 MB once z3 is loaded). `scenes` is the sum over both classes (`count_scenes`, capped at "
         f"{args.count_limit:,}). After a timeout or an UNKNOWN, that method is skipped on that theorem for larger sizes.",
         "",
     ]
@@ -365,6 +365,9 @@ def write_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

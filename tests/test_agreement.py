@@ -30,7 +30,7 @@ from randtasks import random_task
 
 from cnnproof.constructions.scenes import base_image, enumerate_scenes
 from cnnproof.constructions.task_to_network import build_network
-from cnnproof.verifier import exhaustive, falsify, smt
+from cnnproof.verifier import compositional, exhaustive, falsify, smt
 from cnnproof.verifier.errors import NotApplicable
 from cnnproof.verifier.network import with_parameter
 from cnnproof.verifier.outcome import Proved, Question, Refuted
@@ -59,7 +59,7 @@ def _same(a, b) -> bool:
 
 @settings(max_examples=N_EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
-@given(st.one_of(random_task(), random_task(disjoint=True)), st.data())
+@given(st.integers(0, 2).flatmap(lambda k: random_task(disjoint=k > 0)), st.data())
 def test_provers_agree_with_brute_force(pair, data):
     text, task = pair
     COUNTS["tasks"] += 1
@@ -68,9 +68,11 @@ def test_provers_agree_with_brute_force(pair, data):
     truth = naive_wellposed(task)
     ex = exhaustive.prove(task, None, qw)
     sm = smt.prove(task, None, qw)
+    co = compositional.prove(task, None, qw, fallback=False)
     assert isinstance(ex, Proved) == truth, text
     assert isinstance(sm, Proved) == truth, text
-    for v in (ex, sm):
+    assert co.verdict == ("PROVED" if truth else "REFUTED"), (text, co)
+    for v in (ex, sm, co):
         if isinstance(v, Refuted):
             assert problem(task, None, qw, v.counterexample) is None
     COUNTS["ill-posed" if not truth else "well-posed"] += 1
@@ -84,6 +86,14 @@ def test_provers_agree_with_brute_force(pair, data):
     assert sm.verdict in ("PROVED", "REFUTED"), (text, sm)
     if isinstance(sm, Refuted):
         assert problem(task, net, qz, sm.counterexample) is None
+    co = compositional.prove(task, net, qz)
+    assert co.verdict == sm.verdict, (text, mutation, co, sm)
+    if isinstance(co, Refuted):
+        assert problem(task, net, qz, co.counterexample) is None
+    if co.method != "compositional":
+        COUNTS["compositional fallbacks" + (" (paper's network)" if mutation is None else " (mutant)")] += 1
+    if mutation is None:
+        assert co.method == "compositional", (text, co.details)  # never falls back on the paper's network
     if task.noise == 0:
         worst = naive_min_margin(task, net.evaluate)
         ex = exhaustive.prove(task, net, qz)
@@ -91,6 +101,8 @@ def test_provers_agree_with_brute_force(pair, data):
         assert qz.holds_for(worst) == isinstance(sm, Proved), (text, mutation, worst, sm)
         if isinstance(ex, Proved):
             assert ex.margin == worst
+            if isinstance(co, Proved) and co.margin is not None:
+                assert co.margin == worst
         else:
             assert problem(task, net, qz, ex.counterexample) is None
             assert ex.details["worst_margin"] == worst

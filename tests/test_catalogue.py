@@ -41,6 +41,7 @@ from cnnproof.cli import default_task_path, main
 from cnnproof.constructions.scenes import SearchBudgetExceeded, count_scenes
 from cnnproof.constructions.task import load_task
 from cnnproof.constructions.task_to_network import build_network
+from cnnproof.verifier.prove import METHODS as PROVER_METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROOFS = ROOT / "proofs"
@@ -48,7 +49,7 @@ MANIFEST_PATH = PROOFS / "manifest.toml"
 MANIFEST: list[dict] = tomllib.loads(MANIFEST_PATH.read_text(encoding="utf-8"))["task"]
 
 EXIT = {"PROVED": 0, "REFUTED": 1}
-METHODS = {"auto", "exhaustive", "smt"}
+METHODS = set(PROVER_METHODS)
 ENTRY_KEYS = {"file", "description", "wellposed", "network", "margin", "check_methods", "prove_methods", "witness"}
 WITNESS_KEYS = {"class", "other", "accidental"}
 NAIVE_SCENE_LIMIT = 20_000  # the naive enumerator takes ~40 s on faces (40k scenes): skip such tasks

@@ -1,8 +1,10 @@
 """The driver: pick a method and run it. Stage: network -> verdict. Trusted: no (it only
 dispatches; every verdict comes from a prover, every counterexample through ``recheck``).
 
-``auto`` runs the cheap falsifier first (sampled scenes, noise at box corners), then the cheapest
-complete method: ``exhaustive`` when it applies and the task has few scenes, else ``smt``.
+``auto`` uses ``compositional`` whenever the network has the form Head ∘ GlobalMax ∘ Local (and
+always for well-posedness); otherwise it runs the cheap falsifier (sampled scenes, noise at box
+corners), then the cheapest complete method: ``exhaustive`` when it applies and the task has few
+scenes, else ``smt``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from cnnproof.verifier.errors import InputError, NotApplicable
 from cnnproof.verifier.network import Network
 from cnnproof.verifier.outcome import Question, Refuted, Unknown, Verdict
 
-METHODS = ("auto", "exhaustive", "smt")
+METHODS = ("auto", "compositional", "exhaustive", "smt")
 AUTO_EXHAUSTIVE_LIMIT = 200_000
 
 
@@ -56,7 +58,17 @@ def prove(
         from cnnproof.verifier import smt
 
         return smt.prove(task, net, q, deadline=deadline)
-    # auto
+    if method == "compositional":
+        from cnnproof.verifier import compositional
+
+        return compositional.prove(task, net, q, deadline=deadline)
+    # auto: the compositional method whenever the network has its form
+    from cnnproof.verifier import compositional
+
+    if q.theorem == "wellposed" or not isinstance(compositional.decompose(net), str):
+        if progress:
+            progress("compositional: window, scene and head lemmas")
+        return _rename(compositional.prove(task, net, q, deadline=deadline), "auto/compositional")
     from cnnproof.verifier import falsify
 
     if progress:

@@ -18,6 +18,7 @@ from typing import Sequence
 from cnnproof import __version__
 from cnnproof.verifier.errors import CnnproofError, InputError
 from cnnproof.verifier.exact import format_rational, parse_rational
+from cnnproof.verifier.prove import METHODS
 
 EXIT_PROVED, EXIT_REFUTED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-task", help="prove a task well-posed, or show the image where a feature appears by accident")
     _task_arg(p, optional=True)
-    p.add_argument("--method", default="auto", choices=["auto", "exhaustive", "smt"])
+    p.add_argument("--method", default="auto", choices=list(METHODS))
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up (UNKNOWN, exit 3) after S seconds")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prove", help="prove that a network classifies every image of a task correctly")
     _task_arg(p, optional=True)
     p.add_argument("--net", metavar="NET.json", help="the network (default: build the paper's network)")
-    p.add_argument("--method", default="auto", choices=["auto", "exhaustive", "smt"])
+    p.add_argument("--method", default="auto", choices=list(METHODS))
     p.add_argument("--margin", metavar="Q", help="prove N_c - N_c' >= Q (an exact rational such as 1/2); default: strict N_c > N_c'")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up (UNKNOWN, exit 3) after S seconds")
     p.add_argument("--seed", type=int, default=0, help="seed of the falsifier (auto)")
@@ -100,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnproof: interrupted", file=sys.stderr)
         return EXIT_UNKNOWN
+    except BrokenPipeError:  # e.g. `cnnproof show | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PROVED
 
 
 def _dispatch(args) -> int:

@@ -1,0 +1,596 @@
+"""The compositional prover: the paper's argument as small obligations (MODEL.md section 6).
+
+Stage: network -> obligations -> verdict. Trusted: the lemmas' combination is; every lemma is
+recorded as an obligation that the certificate checker re-derives and re-decides with separate
+code, and every counterexample is re-checked by exact evaluation.
+
+It applies to networks of the form Head ∘ GlobalMax ∘ Local, where Local is, per branch, a
+stack of pointwise (1x1) convolutions and ReLUs, one h x w convolution, and ReLUs; the pointwise
+stack must be *separable* (each of its channels depends on one input channel). Then each pooled
+channel's pre-activation on a window is a sum of per-cell functions of one pixel, each an exact
+piecewise-linear function, so:
+
+1. **window lemmas** (one per channel): exact bounds of the channel over every window whose cells
+   are within δ of a level, split by whether the window contains the channel's feature;
+2. **scene lemmas** (per class and feature): which features can never occur in an image of the
+   class (a canvas-independent *uncoverable cell*, or the exact scene search), and, on demand,
+   whether a set of features can occur together (``constructions/scene_search.py``);
+3. **head lemmas** (per class): for every presence vector the scene lemmas allow and every pooled
+   value the window lemmas allow, the head's margin holds: exact interval arithmetic, else one
+   z3 query refined by joint scene searches (a loop that adds "these cannot occur together").
+
+A lemma that fails is not a refutation: REFUTED needs a concrete scene whose image exact
+evaluation misclassifies. Otherwise the prover falls back to ``smt`` (or answers UNKNOWN).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+import z3
+
+from cnnproof.constructions.scene_search import appear_together, uncoverable_cell
+from cnnproof.constructions.scenes import SearchBudgetExceeded, base_image, find_scene
+from cnnproof.constructions.task import Task
+from cnnproof.verifier.errors import NotApplicable
+from cnnproof.verifier.exact import format_rational
+from cnnproof.verifier.network import Conv2d, Dense, Flatten, GlobalMaxPool, Network, Parallel, ReLU
+from cnnproof.verifier.outcome import Counterexample, Proved, Question, Refuted, Unknown, Verdict
+from cnnproof.verifier.pwl import PWL, combine
+from cnnproof.verifier.recheck import confirm, witness_for, worst_other
+
+MAX_REFINEMENTS = 200
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. The network's shape
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Branch:
+    pointwise: list  # 1x1 Conv2d and ReLU layers applied to the input
+    conv: Conv2d  # the h x w convolution
+    post_relu: bool  # a ReLU (or several) after it
+
+
+@dataclass
+class Shape:
+    branches: list[Branch]
+    head: list  # Dense / ReLU layers after the pooled vector
+    channels: list[tuple[int, int]]  # pooled index -> (branch, output channel)
+
+
+def decompose(net: Network) -> Shape | str:
+    """The Head ∘ GlobalMax ∘ Local structure of ``net``, or the reason it has none."""
+    layers = list(net.layers)
+    pooled_at = None
+    for k, layer in enumerate(layers):
+        if isinstance(layer, (GlobalMaxPool, Parallel)):
+            pooled_at = k
+            break
+    if pooled_at is None:
+        return "no global max pooling"
+    trunk = layers[:pooled_at]
+    if isinstance(layers[pooled_at], Parallel):
+        raw_branches = [list(b) for b in layers[pooled_at].branches]
+        rest = layers[pooled_at + 1 :]
+    else:
+        if pooled_at + 1 >= len(layers) or not isinstance(layers[pooled_at + 1], Flatten):
+            return "global max pooling is not followed by flatten"
+        raw_branches = [trunk + [layers[pooled_at], layers[pooled_at + 1]]]
+        trunk = []
+        rest = layers[pooled_at + 2 :]
+    branches = []
+    for rb in raw_branches:
+        body = trunk + rb
+        if len(body) < 3 or not isinstance(body[-2], GlobalMaxPool) or not isinstance(body[-1], Flatten):
+            return "a branch does not end with global max pooling and flatten"
+        body = body[:-2]
+        convs = [k for k, l in enumerate(body) if isinstance(l, Conv2d)]
+        if not convs:
+            return "a branch has no convolution"
+        last = convs[-1]
+        pre, conv, post = body[:last], body[last], body[last + 1 :]
+        for l in pre:
+            if isinstance(l, Conv2d) and l.weight.shape[2:] != (1, 1):
+                return "two convolutions wider than 1x1 in one branch"
+            if not isinstance(l, (Conv2d, ReLU)):
+                return f"a {l.kind} layer before the detector convolution"
+        if not all(isinstance(l, ReLU) for l in post):
+            return "layers other than ReLU between the detector convolution and the pooling"
+        branches.append(Branch(pre, conv, bool(post)))
+    if not rest or not all(isinstance(l, (Dense, ReLU)) for l in rest):
+        return "the head is not dense and ReLU layers"
+    channels = [(b, o) for b, br in enumerate(branches) for o in range(br.conv.weight.shape[0])]
+    return Shape(branches, rest, channels)
+
+
+def _dependencies(layers: list, n_in: int) -> list[set[int]]:
+    deps = [{c} for c in range(n_in)]
+    for l in layers:
+        if isinstance(l, Conv2d):
+            O = l.weight.shape[0]
+            deps = [set().union(*(deps[t] for t in range(l.weight.shape[1]) if l.weight[o, t, 0, 0] != 0)) for o in range(O)]
+    return deps
+
+
+def _pointwise_pwl(layers: list, n_in: int, ch: int, lo: Fraction, hi: Fraction) -> list[PWL]:
+    """Every channel of the pointwise stack as a function of input channel ``ch`` on [lo, hi]
+    (other input channels held at 0: only channels that depend on ``ch`` alone are used)."""
+    vals = [PWL.identity(lo, hi) if c == ch else PWL.const(lo, hi, Fraction(0)) for c in range(n_in)]
+    for l in layers:
+        if isinstance(l, Conv2d):
+            O, I = l.weight.shape[:2]
+            vals = [combine([(l.weight[o, t, 0, 0], vals[t]) for t in range(I)], l.bias[o], lo, hi) for o in range(O)]
+        else:
+            vals = [v.relu() for v in vals]
+    return vals
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Window lemmas
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    channel: int
+    feature: str | None  # the feature the channel detects, or None (untied)
+    absent: tuple[Fraction, Fraction]  # bounds over windows not containing the feature
+    present: tuple[Fraction, Fraction] | None  # bounds over windows containing it
+    seconds: float = 0.0
+
+    def pooled(self, is_present: bool | None) -> tuple[Fraction, Fraction]:
+        """Bounds of the pooled value: present, absent, or unknown (None)."""
+        if self.present is None:
+            return self.absent
+        a0, b0 = self.absent
+        a1, b1 = self.present
+        if is_present is None:
+            return (min(a0, a1), max(b0, b1))
+        return (a1, max(b0, b1)) if is_present else (a0, b0)
+
+
+def cell_ranges(task: Task, shape: Shape) -> list[np.ndarray] | str:
+    """Per branch: an object array [out, C, h, w, level] of (min, max) of the channel's
+    per-cell term on [l - δ, l + δ]. Or the reason the stack is not separable."""
+    out = []
+    C = task.channels
+    d = task.noise
+    for br in shape.branches:
+        n_in = C
+        deps = _dependencies(br.pointwise, n_in)
+        W = br.conv.weight
+        O, T, h, w = W.shape
+        for t in range(T):
+            if len(deps[t]) > 1 and np.any(W[:, t] != 0):
+                return "a pointwise channel mixes input channels (the window is not separable)"
+        # constants (channels depending on no input) are folded into the bias
+        pw = {(ch, l): _pointwise_pwl(br.pointwise, n_in, ch, l - d, l + d) for ch in range(C) for l in task.levels}
+        arr = np.empty((O, C, h, w, len(task.levels)), dtype=object)
+        const = np.empty((O,), dtype=object)
+        ref = pw[(0, task.levels[0])]
+        for o in range(O):
+            const[o] = br.conv.bias[o] + sum(
+                (W[o, t, a, b] * ref[t].ys[0] for t in range(T) if not deps[t] for a in range(h) for b in range(w)),
+                Fraction(0),
+            )
+        for o in range(O):
+            for ch in range(C):
+                ts = [t for t in range(T) if deps[t] == {ch}]
+                for a in range(h):
+                    for b in range(w):
+                        terms_w = [(W[o, t, a, b], t) for t in ts if W[o, t, a, b] != 0]
+                        for li, l in enumerate(task.levels):
+                            if not terms_w:
+                                arr[o, ch, a, b, li] = (Fraction(0), Fraction(0))
+                                continue
+                            f = combine([(wt, pw[(ch, l)][t]) for wt, t in terms_w], Fraction(0), l - d, l + d)
+                            arr[o, ch, a, b, li] = f.range()
+        out.append((arr, const))
+    return out
+
+
+def window_bounds(task: Task, arr: np.ndarray, const: Fraction, o: int, feature, post_relu: bool):
+    """(absent, present) bounds of channel ``o`` for ``feature`` (None: over all windows)."""
+    _, C, h, w, nl = arr.shape
+    relu = (lambda v: max(v, Fraction(0))) if post_relu else (lambda v: v)
+    lo_all = hi_all = const
+    best_lo, best_hi = {}, {}
+    for ch in range(C):
+        for a in range(h):
+            for b in range(w):
+                rs = arr[o, ch, a, b]
+                best_lo[(ch, a, b)] = min(r[0] for r in rs)
+                best_hi[(ch, a, b)] = max(r[1] for r in rs)
+                lo_all += best_lo[(ch, a, b)]
+                hi_all += best_hi[(ch, a, b)]
+    if feature is None:
+        return (relu(lo_all), relu(hi_all)), None
+    li = {l: k for k, l in enumerate(task.levels)}
+    sup = {(ch, a, b): v for ch, a, b, v in feature.support()}
+    # present: support cells at their level, others free
+    plo, phi = const, const
+    for cell in best_lo:
+        if cell in sup:
+            r = arr[o][cell][li[sup[cell]]]
+            plo += r[0]
+            phi += r[1]
+        else:
+            plo += best_lo[cell]
+            phi += best_hi[cell]
+    # absent: at least one support cell at another level
+    cost_hi, cost_lo = [], []
+    for cell, v in sup.items():
+        rs = arr[o][cell]
+        others = [rs[k] for k in range(nl) if k != li[v]]
+        cost_hi.append(best_hi[cell] - max(r[1] for r in others))
+        cost_lo.append(min(r[0] for r in others) - best_lo[cell])
+    alo = lo_all + min(cost_lo)
+    ahi = hi_all - min(cost_hi)
+    return (relu(alo), relu(ahi)), (relu(plo), relu(phi))
+
+
+def window_lemmas(task: Task, net: Network, shape: Shape) -> list[Window] | str:
+    ranges = cell_ranges(task, shape)
+    if isinstance(ranges, str):
+        return ranges
+    out = []
+    names = list(net.channel_names)
+    for k, (b, o) in enumerate(shape.channels):
+        t0 = time.perf_counter()
+        arr, const = ranges[b]
+        h, w = arr.shape[2:4]
+        br = shape.branches[b]
+        cands = [f for f in task.features if f.size == (h, w)]
+        best = None
+        hint = names[k] if k < len(names) else None
+        for f in cands:
+            absent, present = window_bounds(task, arr, const[o], o, f, br.post_relu)
+            sep = present[0] - absent[1]
+            if f.name == hint and sep > 0:
+                best = (sep, f, absent, present)
+                break
+            if sep > 0 and (best is None or sep > best[0]):
+                best = (sep, f, absent, present)
+        if best is None:
+            absent, _ = window_bounds(task, arr, const[o], o, None, br.post_relu)
+            out.append(Window(k, None, absent, None, time.perf_counter() - t0))
+        else:
+            _, f, absent, present = best
+            out.append(Window(k, f.name, absent, present, time.perf_counter() - t0))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Scene lemmas
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SceneFacts:
+    never: dict[str, dict] = field(default_factory=dict)  # feature -> how it was decided
+    maybe: dict[str, object] = field(default_factory=dict)  # feature -> a scene where it occurs, or None
+
+
+def scene_lemmas(task: Task, c: int, features: set[str]) -> SceneFacts:
+    cls = task.classes[c]
+    facts = SceneFacts()
+    for g in sorted(features):
+        if g in cls.required:
+            continue
+        t0 = time.perf_counter()
+        cell = uncoverable_cell(task, cls, g)
+        if cell is not None:
+            facts.never[g] = {"procedure": "uncoverable-cell", "cell": list(cell), "seconds": time.perf_counter() - t0}
+            continue
+        try:
+            s = appear_together(task, cls, [g])
+        except SearchBudgetExceeded:
+            facts.maybe[g] = None
+            continue
+        if s is None:
+            facts.never[g] = {"procedure": "scene-search", "seconds": time.perf_counter() - t0}
+        else:
+            facts.maybe[g] = s
+    return facts
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Head lemmas
+# ---------------------------------------------------------------------------------------------
+
+
+def _interval_head(head: list, box: list[tuple[Fraction, Fraction]]) -> list[tuple[Fraction, Fraction]]:
+    x = list(box)
+    for l in head:
+        if isinstance(l, Dense):
+            O, I = l.weight.shape
+            nx = []
+            for o in range(O):
+                lo = hi = l.bias[o]
+                for k in range(I):
+                    wk = l.weight[o, k]
+                    if wk > 0:
+                        lo += wk * x[k][0]
+                        hi += wk * x[k][1]
+                    elif wk < 0:
+                        lo += wk * x[k][1]
+                        hi += wk * x[k][0]
+                nx.append((lo, hi))
+            x = nx
+        else:
+            x = [(max(a, Fraction(0)), max(b, Fraction(0))) for a, b in x]
+    return x
+
+
+def _q(v: Fraction):
+    return z3.Q(v.numerator, v.denominator)
+
+
+def _head_smt(head, windows: list[Window], status: dict[int, bool | None], c: int, q: Question):
+    """A solver asserting: presence booleans (fixed or free), pooled values in their window
+    bounds, and the head's margin for class c broken. Returns (solver, presence vars)."""
+    from cnnproof.verifier.smt import Encoder, Lin, lin_combo
+
+    s = z3.Solver()
+    enc = Encoder(s)
+    pres: dict[str, z3.BoolRef] = {}
+    xs = []
+    for w in windows:
+        st = status.get(w.channel)
+        lo, hi = w.pooled(st)
+        a = enc.fresh(lo, hi, "p")
+        if st is None and w.present is not None:
+            b = pres.setdefault(w.feature, z3.Bool(f"present_{w.feature}"))
+            (a0, b0), (a1, b1) = w.pooled(False), w.pooled(True)
+            s.add(z3.If(b, z3.And(a.term >= _q(a1), a.term <= _q(b1)), z3.And(a.term >= _q(a0), a.term <= _q(b0))))
+        else:
+            s.add(a.term >= _q(lo), a.term <= _q(hi))
+        xs.append(Lin.atom(a))
+    x = np.empty(len(xs), dtype=object)
+    x[:] = xs
+    logits = enc.run(head, x)
+    diffs = []
+    for o in range(len(logits)):
+        if o == c:
+            continue
+        d = lin_combo([(Fraction(1), logits[c]), (Fraction(-1), logits[o])], 0)
+        diffs.append(d.to_z3())
+    return s, pres, diffs
+
+
+def _violation(diffs, q: Question, below: Fraction | None = None):
+    """Some N_c - N_c' breaks the claim (or, with ``below``, is below that value)."""
+    if below is not None:
+        return z3.Or([d < _q(below) for d in diffs]) if diffs else z3.BoolVal(False)
+    return z3.Or([d <= 0 if q.margin is None else d < _q(q.margin) for d in diffs]) if diffs else z3.BoolVal(False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The prover
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fallback(Exception):
+    reason: str
+
+
+def prove(task: Task, net: Network | None, q: Question, deadline: float | None = None,
+          fallback: bool = True, record: list | None = None) -> Verdict:
+    """Decide ``q`` compositionally; fall back to ``smt`` where the lemmas cannot decide."""
+    t0 = time.perf_counter()
+    obligations: list[dict] = [] if record is None else record
+    try:
+        if q.theorem == "wellposed":
+            v = _wellposed(task, q, obligations)
+        else:
+            if net is None:
+                raise NotApplicable("zero error needs a network")
+            v = _zero_error(task, net, q, obligations)
+    except Fallback as fb:
+        if not fallback:
+            return Unknown("compositional", f"lemmas undecided: {fb.reason}", {"obligations": len(obligations)})
+        from cnnproof.verifier import smt
+
+        v = smt.prove(task, net, q, deadline=deadline)
+        import dataclasses
+
+        details = dict(v.details)
+        details["fallback_reason"] = fb.reason
+        return dataclasses.replace(v, method="compositional->smt", details=details)
+    details = dict(v.details)
+    details["seconds"] = time.perf_counter() - t0
+    details["obligations"] = len(obligations)
+    import dataclasses
+
+    return dataclasses.replace(v, details=details)
+
+
+def _wellposed(task: Task, q: Question, obligations: list[dict]) -> Verdict:
+    for c, cls in enumerate(task.classes):
+        facts = None
+        for o, other in enumerate(task.classes):
+            if o == c:
+                continue
+            missing = [g for g in other.required if g not in cls.required]
+            if not missing:
+                scene = find_scene(task, cls)
+                img = base_image(task, scene)
+                w = witness_for(task, c, scene, img, {f.name for f in task.features if g_present(task, img, f)})
+                return Refuted("compositional", confirm(task, None, q, w))
+            if facts is None:
+                facts = scene_lemmas(task, c, {g for oc in task.classes for g in oc.required})
+            never = [g for g in missing if g in facts.never]
+            if never:
+                g = never[0]
+                obligations.append({"kind": "scene-never", "class": cls.name, "feature": g, **facts.never[g]})
+                obligations.append({"kind": "not-complete", "class": cls.name, "other": other.name, "because_never": g})
+                continue
+            t1 = time.perf_counter()
+            try:
+                s = appear_together(task, cls, missing)
+            except SearchBudgetExceeded as e:
+                return Unknown("compositional", f"scene search budget exceeded: {e}")
+            if s is not None:
+                img = base_image(task, s)
+                w = witness_for(task, c, s, img, {f.name for f in task.features if g_present(task, img, f)})
+                return Refuted("compositional", confirm(task, None, q, w))
+            obligations.append({"kind": "scene-joint-never", "class": cls.name, "features": sorted(missing),
+                                "procedure": "scene-search", "seconds": time.perf_counter() - t1})
+            obligations.append({"kind": "not-complete", "class": cls.name, "other": other.name, "because_joint": sorted(missing)})
+    return Proved("compositional", None, {})
+
+
+def g_present(task: Task, img, f) -> bool:
+    from cnnproof.constructions.scenes import occurrences
+
+    return bool(occurrences(task, img, f))
+
+
+def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict]) -> Verdict:
+    shape = decompose(net)
+    if isinstance(shape, str):
+        raise Fallback(f"network not of the form Head ∘ GlobalMax ∘ Local: {shape}")
+    windows = window_lemmas(task, net, shape)
+    if isinstance(windows, str):
+        raise Fallback(windows)
+    for w in windows:
+        obligations.append({
+            "kind": "window", "channel": w.channel, "feature": w.feature,
+            "absent": [format_rational(v) for v in w.absent],
+            "present": None if w.present is None else [format_rational(v) for v in w.present],
+            "procedure": "separable-window-range", "seconds": w.seconds,
+        })
+    tied = {w.feature for w in windows if w.feature is not None}
+    worst: Fraction | None = None
+    exact = True
+    for c, cls in enumerate(task.classes):
+        facts = scene_lemmas(task, c, tied)
+        for g, how in facts.never.items():
+            obligations.append({"kind": "scene-never", "class": cls.name, "feature": g, **how})
+        status: dict[int, bool | None] = {}
+        for w in windows:
+            if w.feature is None:
+                status[w.channel] = None
+            elif w.feature in cls.required:
+                status[w.channel] = True
+            elif w.feature in facts.never:
+                status[w.channel] = False
+            else:
+                status[w.channel] = None
+        t1 = time.perf_counter()
+        box = [w.pooled(status[w.channel]) for w in windows]
+        logits = _interval_head(shape.head, box)
+        lows = [logits[c][0] - logits[o][1] for o in range(len(logits)) if o != c]
+        highs = [logits[c][1] - logits[o][0] for o in range(len(logits)) if o != c]
+        if all(q.holds_for(lo) for lo in lows):
+            m = min(lows)
+            k = lows.index(m)
+            if highs[k] != m:
+                exact = False
+            worst = m if worst is None else min(worst, m)
+            obligations.append({"kind": "head", "class": cls.name, "procedure": "interval",
+                                "margin_lower_bound": format_rational(m), "seconds": time.perf_counter() - t1})
+            continue
+        verdict = _head_cegar(task, net, q, c, shape, windows, status, facts, obligations)
+        if isinstance(verdict, (Refuted, Unknown)):
+            return verdict
+        if verdict is None:
+            exact = False
+        else:
+            worst = verdict if worst is None else min(worst, verdict)
+    margin = worst if exact else None
+    return Proved("compositional", margin, {})
+
+
+def _head_cegar(task, net, q, c, shape, windows, status, facts, obligations):
+    """The head lemma by z3, refined by joint scene searches.
+
+    Returns a Refuted verdict, or (proved for class c) its exact worst margin or None."""
+    cls = task.classes[c]
+    t1 = time.perf_counter()
+    s, pres, diffs = _head_smt(shape.head, windows, status, c, q)
+    s.push()
+    s.add(_violation(diffs, q))
+    learned: list[list[str]] = []
+    for _ in range(MAX_REFINEMENTS):
+        r = s.check()
+        if r == z3.unsat:
+            obligations.append({"kind": "head", "class": cls.name, "procedure": "smt",
+                                "smtlib": s.to_smt2(), "result": "unsat", "learned": learned,
+                                "seconds": time.perf_counter() - t1})
+            s.pop()
+            return _exact_class_margin(task, net, c, s, diffs)
+        if r == z3.unknown:
+            raise Fallback(f"z3 unknown on the head lemma of class {cls.name}")
+        m = s.model()
+        on = [g for g, b in pres.items() if z3.is_true(m.eval(b, model_completion=True))]
+        # shrink: drop features while the violation survives without them
+        off = [g for g in pres if g not in on]
+        for g in list(on):
+            trial = [pres[h] for h in on if h != g] + [z3.Not(pres[h]) for h in off + [g]]
+            if s.check(*trial) == z3.sat:
+                on.remove(g)
+                off.append(g)
+        if not on:
+            scene = find_scene(task, cls)
+        else:
+            try:
+                scene = appear_together(task, cls, on)
+            except SearchBudgetExceeded:
+                raise Fallback(f"scene search budget exceeded for class {cls.name}, features {on}") from None
+        if scene is None:
+            learned.append(sorted(on))
+            obligations.append({"kind": "scene-joint-never", "class": cls.name, "features": sorted(on),
+                                "procedure": "scene-search"})
+            s.pop()
+            s.add(z3.Not(z3.And([pres[g] for g in on])))
+            s.push()
+            s.add(_violation(diffs, q))
+            continue
+        cex = _concrete(task, net, q, c, scene)
+        if cex is not None:
+            return Refuted("compositional", cex)
+        raise Fallback(f"the head lemma of class {cls.name} fails for features {on} but the scene found is classified correctly")
+    raise Fallback(f"more than {MAX_REFINEMENTS} refinements for class {cls.name}")
+
+
+def _exact_class_margin(task, net, c, s, diffs) -> Fraction | None:
+    """The exact worst margin of class c when one concrete image attains the proven bound:
+    evaluate one scene exactly, then ask whether any allowed pooled vector does worse."""
+    scene = find_scene(task, task.classes[c])
+    logits = net.evaluate(base_image(task, scene))
+    m = min(logits[c] - logits[o] for o in range(len(logits)) if o != c)
+    s.push()
+    s.add(_violation(diffs, None, below=m))
+    r = s.check()
+    s.pop()
+    return m if r == z3.unsat else None
+
+
+def _concrete(task, net, q, c, scene) -> Counterexample | None:
+    """The scene's base image or a noise corner, if the network misclassifies it (exactly)."""
+    import random
+
+    base = base_image(task, scene)
+    cands = [base]
+    if task.noise:
+        rng = random.Random(0)
+        d = task.noise
+        cands += [base + d, base - d]
+        for _ in range(8):
+            cands.append(base + np.array([rng.choice((-d, d)) for _ in range(base.size)], dtype=object).reshape(base.shape))
+    for img in cands:
+        img = np.vectorize(Fraction, otypes=[object])(img)
+        logits = net.evaluate(img)
+        o = worst_other(task, q, c, logits)
+        if o is not None:
+            cex = Counterexample(task.classes[c].name, scene, img, task.classes[o].name, tuple(logits))
+            return confirm(task, net, q, cex)
+    return None
