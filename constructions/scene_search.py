@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
 
 from cnnproof.constructions.scenes import Placement, Scene, SearchBudgetExceeded, _separated
 from cnnproof.constructions.task import ClassSpec, Feature, Task
@@ -48,6 +47,15 @@ class _Tables:
         self.sup = {f.name: _support(f) for f in task.features}
         self.size = {f.name: f.size for f in task.features}
         self._compat: dict[tuple[str, str, int, int], bool] = {}
+        self.options: dict[tuple[str, str], dict] = {}
+        self._by_value: dict[tuple[str, int, Fraction], list[tuple[int, int]]] = {}
+        for name, sup in self.sup.items():
+            for (ch, a, b), v in sup.items():
+                self._by_value.setdefault((name, ch, v), []).append((a, b))
+
+    def cells_with(self, f: str, ch: int, v: Fraction) -> list[tuple[int, int]]:
+        """The cells of f's template in channel ch whose value is v."""
+        return self._by_value.get((f, ch, v), [])
 
     def compatible(self, g: str, f: str, di: int, dj: int) -> bool:
         """f placed at offset (di, dj) relative to g's window writes nothing g's support rejects.
@@ -74,9 +82,18 @@ class _Tables:
         return ok
 
 
-@lru_cache(maxsize=64)
+_CACHE: dict[int, tuple[Task, _Tables]] = {}
+
+
 def _tables(task: Task) -> _Tables:
-    return _Tables(task)
+    """The tables of ``task``, cached by identity (hashing a large frozen task is slow)."""
+    hit = _CACHE.get(id(task))
+    if hit is None or hit[0] is not task:
+        if len(_CACHE) > 32:
+            _CACHE.clear()
+        hit = (task, _Tables(task))
+        _CACHE[id(task)] = hit
+    return hit[1]
 
 
 def available(task: Task, cls: ClassSpec) -> list[str]:
@@ -92,6 +109,10 @@ def cover_options(task: Task, cls: ClassSpec, g: str) -> dict[Cell, list[tuple[s
     (f's anchor relative to g's window) at which an available f writes that value there and is
     compatible with g."""
     T = _tables(task)
+    key = (cls.name, g)
+    hit = T.options.get(key)
+    if hit is not None:
+        return hit
     bg = task.background
     out: dict[Cell, list[tuple[str, int, int]]] = {}
     for (ch, a, b), v in T.sup[g].items():
@@ -99,12 +120,12 @@ def cover_options(task: Task, cls: ClassSpec, g: str) -> dict[Cell, list[tuple[s
             continue
         opts = []
         for f in available(task, cls):
-            for (fch, fa, fb), fv in T.sup[f].items():
-                if fch == ch and fv == v:
-                    di, dj = a - fa, b - fb
-                    if T.compatible(g, f, di, dj):
-                        opts.append((f, di, dj))
+            for fa, fb in T.cells_with(f, ch, v):
+                di, dj = a - fa, b - fb
+                if T.compatible(g, f, di, dj):
+                    opts.append((f, di, dj))
         out[(ch, a, b)] = opts
+    T.options[key] = out
     return out
 
 
@@ -130,8 +151,18 @@ class _State:
     distractors_left: int
 
 
+def local_configuration(task: Task, cls: ClassSpec, g: str, budget: int = DEFAULT_BUDGET) -> bool:
+    """Can g occur at all, ignoring the canvas border and the anchor rules (gap, copies and
+    distractor counts kept)? A relaxation: False proves g never occurs in any image of ``cls``,
+    whatever the canvas; True decides nothing. Translation invariance fixes g's window at the
+    centre of a canvas large enough that no placement touching it reaches a border."""
+    span = max(max(f.height, f.width) for f in task.features) + cls.gap + 1
+    gh, gw = _tables(task).size[g]
+    return appear_together(task, cls, [g], budget, _relaxed=(2 * span + gh, 2 * span + gw, (span, span))) is not None
+
+
 def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ...],
-                    budget: int = DEFAULT_BUDGET) -> Scene | None:
+                    budget: int = DEFAULT_BUDGET, _relaxed=None) -> Scene | None:
     """A scene of ``cls`` whose base image contains every feature of ``goals``, or None.
 
     Raises SearchBudgetExceeded after ``budget`` search nodes.
@@ -141,10 +172,20 @@ def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ..
     opts = {g: cover_options(task, cls, g) for g in goals}
     if any(not o for g in goals for o in opts[g].values()):
         return None  # some needed cell can never be written
+    if forced_conflict(task, cls, goals) is not None:
+        return None
     # goals with the fewest anchors and most constraints first
     goals.sort(key=lambda g: (-len(opts[g]), g))
     bg = task.background
     H, W = task.height, task.width
+    allows = cls.anchors.allows
+    if _relaxed is not None:
+        H, W, centre = _relaxed
+        allows = lambda i, j: True  # noqa: E731
+    else:
+        centre = None
+        if len(goals) == 1 and not local_configuration(task, cls, goals[0], budget):
+            return None
     st = _State([], [], {}, set(), {}, {n: cls.copies for n in cls.required}, cls.max_distractors)
     nodes = 0
 
@@ -159,7 +200,7 @@ def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ..
 
     def can_place(f: str, i: int, j: int) -> bool:
         fh, fw = T.size[f]
-        if not (0 <= i <= H - fh and 0 <= j <= W - fw) or not cls.anchors.allows(i, j):
+        if not (0 <= i <= H - fh and 0 <= j <= W - fw) or not allows(i, j):
             return False
         if f in st.left:
             if st.left[f] <= 0:
@@ -244,19 +285,56 @@ def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ..
                 unplace()
         return None
 
+    def live(f: str) -> bool:
+        if f in st.left:
+            return st.left[f] > 0
+        return f in cls.distractors and st.distractors_left > 0
+
+    def anchors_of(g: str) -> list[tuple[int, int]] | None:
+        """Where g can still occur: None (anywhere) unless some needed cell can no longer be
+        written by a new placement; then only where that cell is already written right."""
+        for (ch, a, b), os_ in opts[g].items():
+            if any(live(f) for f, _, _ in os_):
+                continue
+            v = T.sup[g][(ch, a, b)]
+            gh, gw = T.size[g]
+            out = []
+            for (wch, r, c), wv in st.written.items():
+                if wch == ch and wv == v and 0 <= r - a <= H - gh and 0 <= c - b <= W - gw:
+                    out.append((r - a, c - b))
+            return sorted(out)
+        return None
+
     def search(rest: list[str]) -> Scene | None:
         if not rest:
             return complete()
-        g, tail = rest[0], rest[1:]
+        # the goal with the fewest possible anchors first
+        best = None
+        for g in rest:
+            an = anchors_of(g)
+            if an is not None and (best is None or best[1] is None or len(an) < len(best[1])):
+                best = (g, an)
+                if not an:
+                    return None
+        if best is None:
+            best = (rest[0], None)
+        g, cand = best
+        tail = [x for x in rest if x != g]
         gh, gw = T.size[g]
-        for ui in range(H - gh + 1):
-            for uj in range(W - gw + 1):
-                found = commit(g, (ui, uj), tail)
-                if found is not None:
-                    return found
+        if cand is None:
+            if centre is not None and not st.placements:
+                cand = [centre]
+            else:
+                cand = [(ui, uj) for ui in range(H - gh + 1) for uj in range(W - gw + 1)]
+        for u in cand:
+            found = commit(g, u, tail)
+            if found is not None:
+                return found
         return None
 
     def complete() -> Scene | None:
+        if centre is not None:
+            return tuple(sorted(st.placements))  # relaxed: the rest may go anywhere
         todo = [f for f, k in sorted(st.left.items()) for _ in range(k)]
         return pack(todo, 0, -1)
 
@@ -278,3 +356,46 @@ def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ..
         return None
 
     return search(goals)
+
+
+def _single(cls: ClassSpec, f: str) -> bool:
+    """At most one placement of f in any scene of cls."""
+    if f in cls.required:
+        return cls.copies == 1
+    return f in cls.distractors and cls.max_distractors <= 1
+
+
+def forced_conflict(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ...]) -> str | None:
+    """A canvas-independent reason why the goals cannot all occur in one scene, or None.
+
+    If every way to write some needed cell of goal g uses the same placement (f, offset), and f
+    is placed at most once in any scene, then every occurrence of g sits at that offset from the
+    one f; two such goals (or two cells of one goal) forcing f at different offsets fix their
+    relative position, and a cell both need with different values makes them incompatible.
+    """
+    T = _tables(task)
+    forced: dict[str, list[tuple[str, str, int, int]]] = {}
+    for g in goals:
+        for cell, os_ in cover_options(task, cls, g).items():
+            if len({(f, di, dj) for f, di, dj in os_}) == 1:
+                f, di, dj = os_[0]
+                if _single(cls, f):
+                    forced.setdefault(f, []).append((g, di, dj))
+    for f, uses in forced.items():
+        for k in range(len(uses)):
+            for m in range(k + 1, len(uses)):
+                g1, d1i, d1j = uses[k]
+                g2, d2i, d2j = uses[m]
+                # u_g2 = u_g1 + (d1 - d2)
+                oi, oj = d1i - d2i, d1j - d2j
+                if g1 == g2:
+                    if (oi, oj) != (0, 0):
+                        return f"{g1} needs its single {f} at two offsets"
+                    continue
+                s1, s2 = T.sup[g1], T.sup[g2]
+                for (ch, a, b), v in s2.items():
+                    w = s1.get((ch, a + oi, b + oj))
+                    if w is not None and w != v:
+                        return (f"{g1} and {g2} share the single {f} at relative offset ({oi}, {oj}) "
+                                f"and disagree at cell {(ch, a + oi, b + oj)} of {g1}")
+    return None

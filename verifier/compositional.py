@@ -246,9 +246,10 @@ def window_lemmas(task: Task, net: Network, shape: Shape) -> list[Window] | str:
         arr, const = ranges[b]
         h, w = arr.shape[2:4]
         br = shape.branches[b]
-        cands = [f for f in task.features if f.size == (h, w)]
-        best = None
         hint = names[k] if k < len(names) else None
+        cands = [f for f in task.features if f.size == (h, w)]
+        cands.sort(key=lambda f: f.name != hint)  # the network's own name for the channel first
+        best = None
         for f in cands:
             absent, present = window_bounds(task, arr, const[o], o, f, br.post_relu)
             sep = present[0] - absent[1]
@@ -565,13 +566,40 @@ def _exact_class_margin(task, net, c, s, diffs) -> Fraction | None:
     """The exact worst margin of class c when one concrete image attains the proven bound:
     evaluate one scene exactly, then ask whether any allowed pooled vector does worse."""
     scene = find_scene(task, task.classes[c])
-    logits = net.evaluate(base_image(task, scene))
+    logits = _logits_cropped(task, net, scene)
     m = min(logits[c] - logits[o] for o in range(len(logits)) if o != c)
     s.push()
     s.add(_violation(diffs, None, below=m))
     r = s.check()
     s.pop()
     return m if r == z3.unsat else None
+
+
+def _logits_cropped(task, net, scene) -> list[Fraction]:
+    """Exact logits of the scene's base image, computed on a crop of the canvas.
+
+    For Head ∘ GlobalMax ∘ Local every pooled channel is a max over windows of a function of the
+    window's content. Keep the rows and columns up to the last placed cell plus a band of
+    background as wide as the largest kernel: every window of the full canvas then has the
+    same content as some window of the crop (all-background windows included), so the maxima,
+    and the logits, are the same. (Falls back to the full canvas when the crop is not smaller.)"""
+    from cnnproof.verifier.exact import to_scaled_ints
+    from cnnproof.verifier.network import _run
+
+    k = max(max(f.height, f.width) for f in task.features)
+    shape = decompose(net)
+    if not isinstance(shape, str):
+        k = max([k] + [max(b.conv.weight.shape[2:]) for b in shape.branches])
+    R = max((p.row + task.feature(p.feature).height for p in scene), default=0) + k
+    Cc = max((p.col + task.feature(p.feature).width for p in scene), default=0) + k
+    img = base_image(task, scene)
+    if R < task.height and Cc < task.width and not isinstance(shape, str):
+        img = img[:, :R, :Cc]
+    else:
+        return net.evaluate(img)
+    ints, den = to_scaled_ints(img)
+    out, d = _run(net.layers, ints.reshape((1,) + ints.shape), den)
+    return [Fraction(int(v), d) for v in out[0]]
 
 
 def _concrete(task, net, q, c, scene) -> Counterexample | None:
