@@ -32,7 +32,7 @@ from fractions import Fraction
 import numpy as np
 import z3
 
-from cnnproof.constructions.scene_search import appear_together, uncoverable_cell
+from cnnproof.constructions.scene_search import appear_together, forced_conflict, local_configuration, uncoverable_cell
 from cnnproof.constructions.scenes import SearchBudgetExceeded, base_image, find_scene
 from cnnproof.constructions.task import Task
 from cnnproof.verifier.errors import NotApplicable
@@ -290,6 +290,9 @@ def scene_lemmas(task: Task, c: int, features: set[str]) -> SceneFacts:
             facts.never[g] = {"procedure": "uncoverable-cell", "cell": list(cell), "seconds": time.perf_counter() - t0}
             continue
         try:
+            if not local_configuration(task, cls, g):
+                facts.never[g] = {"procedure": "local-configuration", "seconds": time.perf_counter() - t0}
+                continue
             s = appear_together(task, cls, [g])
         except SearchBudgetExceeded:
             facts.maybe[g] = None
@@ -430,8 +433,8 @@ def _wellposed(task: Task, q: Question, obligations: list[dict]) -> Verdict:
             never = [g for g in missing if g in facts.never]
             if never:
                 g = never[0]
-                obligations.append({"kind": "scene-never", "class": cls.name, "feature": g, **facts.never[g]})
-                obligations.append({"kind": "not-complete", "class": cls.name, "other": other.name, "because_never": g})
+                _never(obligations, cls.name, g, facts.never[g])
+                obligations.append({"kind": "not-complete", "class": cls.name, "other": other.name, "because": {"never": g}})
                 continue
             t1 = time.perf_counter()
             try:
@@ -442,9 +445,8 @@ def _wellposed(task: Task, q: Question, obligations: list[dict]) -> Verdict:
                 img = base_image(task, s)
                 w = witness_for(task, c, s, img, {f.name for f in task.features if g_present(task, img, f)})
                 return Refuted("compositional", confirm(task, None, q, w))
-            obligations.append({"kind": "scene-joint-never", "class": cls.name, "features": sorted(missing),
-                                "procedure": "scene-search", "seconds": time.perf_counter() - t1})
-            obligations.append({"kind": "not-complete", "class": cls.name, "other": other.name, "because_joint": sorted(missing)})
+            _joint(obligations, task, cls, missing, time.perf_counter() - t1)
+            obligations.append({"kind": "not-complete", "class": cls.name, "other": other.name, "because": {"joint": sorted(missing)}})
     return Proved("compositional", None, {})
 
 
@@ -466,15 +468,15 @@ def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict]) 
             "kind": "window", "channel": w.channel, "feature": w.feature,
             "absent": [format_rational(v) for v in w.absent],
             "present": None if w.present is None else [format_rational(v) for v in w.present],
-            "procedure": "separable-window-range", "seconds": w.seconds,
+            "discharged_by": {"procedure": "separable-window-range"}, "seconds": round(w.seconds, 6),
         })
     tied = {w.feature for w in windows if w.feature is not None}
     worst: Fraction | None = None
     exact = True
     for c, cls in enumerate(task.classes):
         facts = scene_lemmas(task, c, tied)
-        for g, how in facts.never.items():
-            obligations.append({"kind": "scene-never", "class": cls.name, "feature": g, **how})
+        for g, how in sorted(facts.never.items()):
+            _never(obligations, cls.name, g, how)
         status: dict[int, bool | None] = {}
         for w in windows:
             if w.feature is None:
@@ -496,8 +498,10 @@ def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict]) 
             if highs[k] != m:
                 exact = False
             worst = m if worst is None else min(worst, m)
-            obligations.append({"kind": "head", "class": cls.name, "procedure": "interval",
-                                "margin_lower_bound": format_rational(m), "seconds": time.perf_counter() - t1})
+            obligations.append({"kind": "head", "class": cls.name, "statuses": _statuses(windows, status),
+                                "learned": [],
+                                "discharged_by": {"procedure": "interval-head", "margin_lower_bound": format_rational(m)},
+                                "seconds": round(time.perf_counter() - t1, 6)})
             continue
         verdict = _head_cegar(task, net, q, c, shape, windows, status, facts, obligations)
         if isinstance(verdict, (Refuted, Unknown)):
@@ -523,9 +527,10 @@ def _head_cegar(task, net, q, c, shape, windows, status, facts, obligations):
     for _ in range(MAX_REFINEMENTS):
         r = s.check()
         if r == z3.unsat:
-            obligations.append({"kind": "head", "class": cls.name, "procedure": "smt",
-                                "smtlib": s.to_smt2(), "result": "unsat", "learned": learned,
-                                "seconds": time.perf_counter() - t1})
+            obligations.append({"kind": "head", "class": cls.name, "statuses": _statuses(windows, status),
+                                "learned": learned,
+                                "discharged_by": {"smt": _head_text(net, windows, status, learned, c, q)},
+                                "seconds": round(time.perf_counter() - t1, 6)})
             s.pop()
             return _exact_class_margin(task, net, c, s, diffs)
         if r == z3.unknown:
@@ -548,8 +553,7 @@ def _head_cegar(task, net, q, c, shape, windows, status, facts, obligations):
                 raise Fallback(f"scene search budget exceeded for class {cls.name}, features {on}") from None
         if scene is None:
             learned.append(sorted(on))
-            obligations.append({"kind": "scene-joint-never", "class": cls.name, "features": sorted(on),
-                                "procedure": "scene-search"})
+            _joint(obligations, task, cls, on, None)
             s.pop()
             s.add(z3.Not(z3.And([pres[g] for g in on])))
             s.push()
@@ -622,3 +626,51 @@ def _concrete(task, net, q, c, scene) -> Counterexample | None:
             cex = Counterexample(task.classes[c].name, scene, img, task.classes[o].name, tuple(logits))
             return confirm(task, net, q, cex)
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Obligation records (the certificate's content; docs/certificates.md)
+# ---------------------------------------------------------------------------------------------
+
+
+def _never(obligations: list[dict], cls: str, g: str, how: dict) -> None:
+    d = {k: v for k, v in how.items() if k != "seconds"}
+    obligations.append({"kind": "scene-never", "class": cls, "feature": g, "discharged_by": d,
+                        "seconds": round(how.get("seconds", 0.0), 6)})
+
+
+def _joint(obligations: list[dict], task: Task, cls, features, seconds) -> None:
+    why = forced_conflict(task, cls, sorted(features))
+    proc = {"procedure": "forced-shared-placement"} if why else {"procedure": "scene-search"}
+    obligations.append({"kind": "scene-joint-never", "class": cls.name, "features": sorted(features),
+                        "discharged_by": proc, "seconds": round(seconds or 0.0, 6)})
+
+
+def _statuses(windows: list[Window], status: dict[int, bool | None]) -> dict[str, str]:
+    out = {}
+    for w in windows:
+        if w.feature is not None:
+            st = status[w.channel]
+            out[w.feature] = "free" if st is None else ("present" if st else "absent")
+    return dict(sorted(out.items()))
+
+
+def _head_text(net, windows, status, learned, c, q) -> dict:
+    """The head lemma as SMT-LIB2 text from the checker's own generator, re-solved here."""
+    try:
+        from cnnproof.verifier.checker.head_query import head_smtlib
+    except ImportError:  # the checker is not installed: keep z3's own text
+        return {"solver": f"z3 {z3.get_version_string()}", "result": "unsat", "smtlib": None}
+    text = head_smtlib(net, [_window_json(w) for w in windows], _statuses(windows, status), learned, c, q.margin)
+    s = z3.Solver()
+    s.from_string(text)
+    r = s.check()
+    if r != z3.unsat:
+        raise Fallback(f"the checker's head query for class {c} is {r}, not unsat")
+    return {"solver": f"z3 {z3.get_version_string()}", "result": "unsat", "smtlib": text}
+
+
+def _window_json(w: Window) -> dict:
+    return {"channel": w.channel, "feature": w.feature,
+            "absent": [format_rational(v) for v in w.absent],
+            "present": None if w.present is None else [format_rational(v) for v in w.present]}

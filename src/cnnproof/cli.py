@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _task_arg(p, optional=True)
     p.add_argument("--method", default="auto", choices=list(METHODS))
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up (UNKNOWN, exit 3) after S seconds")
+    p.add_argument("--certificate", metavar="CERT.json", help="write the proof as a certificate (compositional method) for `cnnproof check`")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("build", help="build the paper's network for a task and write it as JSON")
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", metavar="Q", help="prove N_c - N_c' >= Q (an exact rational such as 1/2); default: strict N_c > N_c'")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up (UNKNOWN, exit 3) after S seconds")
     p.add_argument("--seed", type=int, default=0, help="seed of the falsifier (auto)")
+    p.add_argument("--certificate", metavar="CERT.json", help="write the proof as a certificate (compositional method) for `cnnproof check`")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("sample", help="draw images of a task: a PNG contact sheet or an .npz dataset")
@@ -146,8 +148,32 @@ def cmd_check_task(task, args) -> int:
 
     q = Question("wellposed")
     t0 = time.perf_counter()
-    v = prove(task, None, q, method=args.method, timeout=args.timeout, progress=None if args.json else _status)
+    if args.certificate:
+        v = _certified(task, args.task, None, None, q, args)
+    else:
+        v = prove(task, None, q, method=args.method, timeout=args.timeout, progress=None if args.json else _status)
     return _report(task, None, q, v, time.perf_counter() - t0, args)
+
+
+def _certified(task, task_file, net, net_file, q, args):
+    """Prove with the compositional method (no fallback: a fallback cannot be certified) and
+    write the certificate."""
+    from cnnproof.verifier import compositional
+    from cnnproof.verifier.certificate import make_certificate, save_certificate
+
+    if args.method not in ("auto", "compositional"):
+        raise InputError(None, "--certificate", f"certificates are written by the compositional method, not {args.method}")
+    obligations: list = []
+    t0 = time.perf_counter()
+    v = compositional.prove(task, net, q, fallback=False, record=obligations)
+    cert = make_certificate(task, task_file, net, net_file, q, v, obligations, time.perf_counter() - t0)
+    try:
+        save_certificate(cert, args.certificate)
+    except OSError as e:
+        raise InputError(args.certificate, None, f"cannot write the certificate: {e.strerror or e}") from None
+    if not args.json:
+        print(f"certificate {args.certificate}: {len(obligations)} obligations, verdict {v.verdict}", file=sys.stderr)
+    return v
 
 
 def cmd_build(task, args) -> int:
@@ -197,8 +223,11 @@ def cmd_prove(task, args) -> int:
         net_desc = "the paper's network (built from the task)"
     q = Question("zero_error", margin)
     t0 = time.perf_counter()
-    v = prove(task, net, q, method=args.method, timeout=args.timeout, seed=args.seed,
-              progress=None if args.json else _status)
+    if args.certificate:
+        v = _certified(task, args.task, net, args.net, q, args)
+    else:
+        v = prove(task, net, q, method=args.method, timeout=args.timeout, seed=args.seed,
+                  progress=None if args.json else _status)
     return _report(task, net, q, v, time.perf_counter() - t0, args, net_desc)
 
 

@@ -1,0 +1,75 @@
+"""Certificates: a proof written down so that a small, separate checker can re-validate it.
+
+Stage: verdict -> certificate. Trusted: no (the checker in ``verifier/checker/`` re-derives
+everything it needs; it only reads this file's output). The format is in docs/certificates.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from cnnproof import __version__
+from cnnproof.constructions.task import Task
+from cnnproof.verifier.exact import format_rational
+from cnnproof.verifier.network import Network, network_text, write_atomic
+from cnnproof.verifier.outcome import Question, Refuted, Verdict
+
+FORMAT = "cnnproof-certificate"
+VERSION = 1
+
+
+def task_sha256(task: Task) -> str:
+    """The hash of the canonical parsed task: reformatting the TOML does not change it."""
+    text = json.dumps(task.canonical(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def network_sha256(net: Network) -> str:
+    return hashlib.sha256(network_text(net).encode()).hexdigest()
+
+
+def file_sha256(path: str | Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def make_certificate(task: Task, task_file: str | None, net: Network | None, net_file: str | None,
+                     q: Question, verdict: Verdict, obligations: list[dict], seconds: float) -> dict[str, Any]:
+    cert: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "cnnproof": __version__,
+        "task": {"name": task.name, "sha256": task_sha256(task), "raw_sha256": file_sha256(task_file),
+                 "file": task_file},
+        "network": None if net is None else {
+            "sha256": network_sha256(net), "file": net_file,
+            "built": net_file is None,
+        },
+        "theorem": {
+            "kind": q.theorem,
+            "margin": None if q.margin is None else format_rational(q.margin),
+            "noise": format_rational(task.noise),
+            "classes": list(task.class_names),
+        },
+        "method": "compositional",
+        "verdict": verdict.verdict,
+        "worst_case_margin": None if getattr(verdict, "margin", None) is None else format_rational(verdict.margin),
+        "seconds": round(seconds, 4),
+        "obligations": obligations,
+    }
+    if isinstance(verdict, Refuted):
+        cert["counterexample"] = verdict.counterexample.to_json()
+    if verdict.verdict == "UNKNOWN":
+        cert["reason"] = verdict.reason
+    return cert
+
+
+def save_certificate(cert: dict, path: str | Path) -> None:
+    write_atomic(Path(path), json.dumps(cert, indent=1) + "\n")
