@@ -50,7 +50,8 @@ MANIFEST: list[dict] = tomllib.loads(MANIFEST_PATH.read_text(encoding="utf-8"))[
 
 EXIT = {"PROVED": 0, "REFUTED": 1}
 METHODS = set(PROVER_METHODS)
-ENTRY_KEYS = {"file", "description", "wellposed", "network", "margin", "check_methods", "prove_methods", "witness"}
+ENTRY_KEYS = {"file", "description", "wellposed", "network", "margin", "check_methods", "prove_methods", "witness",
+              "certificate", "wellposed_certificate"}
 WITNESS_KEYS = {"class", "other", "accidental"}
 NAIVE_SCENE_LIMIT = 20_000  # the naive enumerator takes ~40 s on faces (40k scenes): skip such tasks
 

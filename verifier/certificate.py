@@ -40,13 +40,27 @@ def file_sha256(path: str | Path | None) -> str | None:
         return None
 
 
+def _rel(path: str | None, cert_path: str | Path | None) -> str | None:
+    """A path as the certificate should name it: relative to the certificate's folder."""
+    if path is None or cert_path is None:
+        return path
+    import os
+
+    return os.path.relpath(os.path.abspath(path), os.path.dirname(os.path.abspath(cert_path)))
+
+
 def make_certificate(task: Task, task_file: str | None, net: Network | None, net_file: str | None,
-                     q: Question, verdict: Verdict, obligations: list[dict], seconds: float) -> dict[str, Any]:
+                     q: Question, verdict: Verdict, obligations: list[dict], seconds: float,
+                     cert_path: str | Path | None = None) -> dict[str, Any]:
+    """The certificate's content. File names are stored relative to ``cert_path``'s folder, so
+    a catalogue can move as a whole; the checker resolves them from there."""
+    raw = file_sha256(task_file)
+    task_file, net_file = _rel(task_file, cert_path), _rel(net_file, cert_path)
     cert: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "cnnproof": __version__,
-        "task": {"name": task.name, "sha256": task_sha256(task), "raw_sha256": file_sha256(task_file),
+        "task": {"name": task.name, "sha256": task_sha256(task), "raw_sha256": raw,
                  "file": task_file},
         "network": None if net is None else {
             "sha256": network_sha256(net), "file": net_file,

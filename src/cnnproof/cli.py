@@ -18,6 +18,7 @@ from typing import Sequence
 from cnnproof import __version__
 from cnnproof.verifier.errors import CnnproofError, InputError
 from cnnproof.verifier.exact import format_rational, parse_rational
+from cnnproof.verifier.network import write_atomic
 from cnnproof.verifier.prove import METHODS
 
 EXIT_PROVED, EXIT_REFUTED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
@@ -82,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise", choices=["random", "none"], default="random", help="add float32 noise within δ (default) or draw base images")
 
+    p = sub.add_parser("check", help="re-validate a certificate with the small fenced checker (z3 and cvc5)")
+    p.add_argument("certificate", metavar="CERT.json")
+    p.add_argument("--task", metavar="TASK.toml", help="the task (default: the file named in the certificate)")
+    p.add_argument("--net", metavar="NET.json", help="the network (default: the file named in the certificate, or rebuilt)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("certify", help="the CI gate: check every certificate of a catalogue (manifest.toml) against its expected verdict")
+    p.add_argument("directory", metavar="DIR", help="a folder with manifest.toml (e.g. proofs)")
+    p.add_argument("--prove", action="store_true", help="prove every entry anew instead of checking stored certificates")
+    p.add_argument("--update", action="store_true", help="prove anew and (re)write the certificates named in the manifest")
+    p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    p.add_argument("--summary", metavar="FILE", help="write a JSON summary")
+    p.add_argument("--json", action="store_true", help="print the JSON summary instead of the table")
+
     p = sub.add_parser("show", help="print a task's features and classes as text")
     _task_arg(p, optional=True)
     return ap
@@ -113,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args) -> int:
     from cnnproof.constructions.task import load_task
 
+    if args.command == "certify":
+        return cmd_certify(args)
+    if args.command == "check":
+        return cmd_check(args)
     if getattr(args, "task", None) is None:
         args.task = str(default_task_path())
     task = load_task(args.task)
@@ -135,6 +154,39 @@ def _dispatch(args) -> int:
 
 
 # -- commands ------------------------------------------------------------------------------------
+
+
+def cmd_check(args) -> int:
+    from cnnproof.verifier.checker.check import check_certificate
+
+    t0 = time.perf_counter()
+    res = check_certificate(args.certificate, task_path=args.task, net_path=args.net)
+    ok = bool(getattr(res, "ok", False))
+    if args.json:
+        out = res.to_json() if hasattr(res, "to_json") else {"valid": ok, "reason": getattr(res, "reason", "")}
+        out["seconds"] = round(time.perf_counter() - t0, 4)
+        print(json.dumps(out, indent=1))
+    else:
+        print(str(res))
+        print(f"time      {time.perf_counter() - t0:.3f} s")
+    return EXIT_PROVED if ok else EXIT_REFUTED
+
+
+def cmd_certify(args) -> int:
+    from cnnproof import certify
+
+    rows = certify.run(args.directory, prove=args.prove, update=args.update,
+                       progress=None if args.json else _status)
+    if args.junit:
+        certify.junit(rows, args.junit)
+    s = certify.summary(rows)
+    if args.summary:
+        write_atomic(Path(args.summary), json.dumps(s, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(s, indent=1))
+    else:
+        certify.print_table(rows)
+    return certify.exit_code(rows)
 
 
 def _status(msg: str) -> None:
@@ -166,7 +218,8 @@ def _certified(task, task_file, net, net_file, q, args):
     obligations: list = []
     t0 = time.perf_counter()
     v = compositional.prove(task, net, q, fallback=False, record=obligations)
-    cert = make_certificate(task, task_file, net, net_file, q, v, obligations, time.perf_counter() - t0)
+    cert = make_certificate(task, task_file, net, net_file, q, v, obligations, time.perf_counter() - t0,
+                            cert_path=args.certificate)
     try:
         save_certificate(cert, args.certificate)
     except OSError as e:
