@@ -385,9 +385,20 @@ class Fallback(Exception):
     reason: str
 
 
+def _scene_unit(args) -> list[SceneFacts]:
+    """One self-contained unit of work (picklable): the scene lemmas of some classes (one
+    unpickled task per unit, so its precomputed tables are shared by the unit's classes)."""
+    task, classes, features = args
+    return [scene_lemmas(task, c, features) for c in classes]
+
+
 def prove(task: Task, net: Network | None, q: Question, deadline: float | None = None,
-          fallback: bool = True, record: list | None = None) -> Verdict:
-    """Decide ``q`` compositionally; fall back to ``smt`` where the lemmas cannot decide."""
+          fallback: bool = True, record: list | None = None, jobs: int | None = None,
+          progress=None) -> Verdict:
+    """Decide ``q`` compositionally; fall back to ``smt`` where the lemmas cannot decide.
+
+    ``jobs`` > 1 solves the per-class scene lemmas in a process pool; ``progress(done, total)``
+    is called as classes are finished."""
     t0 = time.perf_counter()
     obligations: list[dict] = [] if record is None else record
     try:
@@ -396,7 +407,7 @@ def prove(task: Task, net: Network | None, q: Question, deadline: float | None =
         else:
             if net is None:
                 raise NotApplicable("zero error needs a network")
-            v = _zero_error(task, net, q, obligations)
+            v = _zero_error(task, net, q, obligations, jobs=jobs, progress=progress)
     except Fallback as fb:
         if not fallback:
             return Unknown("compositional", f"lemmas undecided: {fb.reason}", {"obligations": len(obligations)})
@@ -456,7 +467,7 @@ def g_present(task: Task, img, f) -> bool:
     return bool(occurrences(task, img, f))
 
 
-def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict]) -> Verdict:
+def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict], jobs=None, progress=None) -> Verdict:
     shape = decompose(net)
     if isinstance(shape, str):
         raise Fallback(f"network not of the form Head ∘ GlobalMax ∘ Local: {shape}")
@@ -473,8 +484,20 @@ def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict]) 
     tied = {w.feature for w in windows if w.feature is not None}
     worst: Fraction | None = None
     exact = True
+    from cnnproof.verifier.executor import make_executor
+
+    K = len(task.classes)
+    n_units = max(1, min(jobs or 1, K))
+    chunks = [list(range(k, K, n_units)) for k in range(n_units)]
+    results = make_executor(jobs).map(_scene_unit, [(task, ch, tied) for ch in chunks])
+    all_facts: list = [None] * K
+    for ch, res in zip(chunks, results):
+        for c, f in zip(ch, res):
+            all_facts[c] = f
     for c, cls in enumerate(task.classes):
-        facts = scene_lemmas(task, c, tied)
+        if progress:
+            progress(c, len(task.classes))
+        facts = all_facts[c]
         for g, how in sorted(facts.never.items()):
             _never(obligations, cls.name, g, how)
         status: dict[int, bool | None] = {}

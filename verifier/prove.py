@@ -41,6 +41,8 @@ def prove(
     timeout: float | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    jobs: int | None = None,
+    bar: Callable[[int, int], None] | None = None,
 ) -> Verdict:
     """Decide question ``q`` for ``task`` (and ``net`` for zero error) with ``method``."""
     if method not in METHODS:
@@ -61,14 +63,14 @@ def prove(
     if method == "compositional":
         from cnnproof.verifier import compositional
 
-        return compositional.prove(task, net, q, deadline=deadline)
+        return compositional.prove(task, net, q, deadline=deadline, jobs=jobs, progress=bar)
     # auto: the compositional method whenever the network has its form
     from cnnproof.verifier import compositional
 
     if q.theorem == "wellposed" or not isinstance(compositional.decompose(net), str):
         if progress:
             progress("compositional: window, scene and head lemmas")
-        return _rename(compositional.prove(task, net, q, deadline=deadline), "auto/compositional")
+        return _rename(compositional.prove(task, net, q, deadline=deadline, jobs=jobs, progress=bar), "auto/compositional")
     from cnnproof.verifier import falsify
 
     if progress:

@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up (UNKNOWN, exit 3) after S seconds")
     p.add_argument("--seed", type=int, default=0, help="seed of the falsifier (auto)")
     p.add_argument("--certificate", metavar="CERT.json", help="write the proof as a certificate (compositional method) for `cnnproof check`")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="solve independent obligations in N processes (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("sample", help="draw images of a task: a PNG contact sheet or an .npz dataset")
@@ -189,6 +190,34 @@ def cmd_certify(args) -> int:
     return certify.exit_code(rows)
 
 
+class _progress_bar:
+    """A rich progress bar on stderr over the classes of a proof; silent unless stderr is a
+    terminal (and never with --json)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.p = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self.p = Progress(console=Console(file=sys.stderr), transient=True)
+        self.p.start()
+        self.t = self.p.add_task("head lemmas", total=None)
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        self.p.update(self.t, completed=done + 1, total=total)
+
+    def __exit__(self, *exc):
+        if self.p is not None:
+            self.p.stop()
+        return False
+
+
 def _status(msg: str) -> None:
     if sys.stderr.isatty():
         print(f"  ... {msg}", file=sys.stderr)
@@ -217,7 +246,7 @@ def _certified(task, task_file, net, net_file, q, args):
         raise InputError(None, "--certificate", f"certificates are written by the compositional method, not {args.method}")
     obligations: list = []
     t0 = time.perf_counter()
-    v = compositional.prove(task, net, q, fallback=False, record=obligations)
+    v = compositional.prove(task, net, q, fallback=False, record=obligations, jobs=getattr(args, "jobs", 1))
     cert = make_certificate(task, task_file, net, net_file, q, v, obligations, time.perf_counter() - t0,
                             cert_path=args.certificate)
     try:
@@ -279,8 +308,9 @@ def cmd_prove(task, args) -> int:
     if args.certificate:
         v = _certified(task, args.task, net, args.net, q, args)
     else:
-        v = prove(task, net, q, method=args.method, timeout=args.timeout, seed=args.seed,
-                  progress=None if args.json else _status)
+        with _progress_bar(not args.json) as bar:
+            v = prove(task, net, q, method=args.method, timeout=args.timeout, seed=args.seed,
+                      progress=None if args.json else _status, jobs=args.jobs, bar=bar)
     return _report(task, net, q, v, time.perf_counter() - t0, args, net_desc)
 
 

@@ -1,0 +1,174 @@
+"""Scene facts, re-decided by the checker's own small code. Trusted: yes (checker).
+
+Stage: task -> scene facts. Written separately from ``constructions/scene_search.py``:
+
+* :func:`uncoverable` re-checks an "uncoverable cell" claim directly;
+* :func:`can_cooccur` decides exactly, by one z3 query over the real canvas (integer anchors),
+  whether some scene of a class has a base image containing every goal feature;
+* :func:`scene_errors` and :func:`occurs` check a concrete counterexample scene and image.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import z3
+
+from cnnproof.constructions.task import ClassSpec, Feature, Task
+
+
+def _available(cls: ClassSpec) -> list[str]:
+    return list(cls.required) + (list(cls.distractors) if cls.max_distractors > 0 else [])
+
+
+def _sup(f: Feature) -> dict[tuple[int, int, int], Fraction]:
+    return {(ch, a, b): v for ch, a, b, v in f.support()}
+
+
+def uncoverable(task: Task, cls: ClassSpec, g: str, cell) -> str | None:
+    """None if ``cell`` of g needs a non-background value that no available feature can write
+    compatibly (so g never occurs in ``cls``); otherwise why the claim fails."""
+    if not (isinstance(cell, list) and len(cell) == 3 and all(isinstance(v, int) and not isinstance(v, bool) for v in cell)):
+        return f"cell {cell!r} is not [channel, row, col]"
+    gs = _sup(task.feature(g))
+    need = gs.get(tuple(cell))
+    if need is None:
+        return f"cell {cell} is not in the support of {g}"
+    bg = task.background
+    if need == bg:
+        return f"cell {cell} of {g} needs the background value"
+    ch, a, b = cell
+    for fname in _available(cls):
+        f = task.feature(fname)
+        fs = _sup(f)
+        for (fch, fa, fb), v in fs.items():
+            if fch != ch or v != need:
+                continue
+            di, dj = a - fa, b - fb  # f's anchor relative to g's window
+            ok = all(fs.get((c2, a2 - di, b2 - dj), bg) == n2
+                     for (c2, a2, b2), n2 in gs.items()
+                     if 0 <= a2 - di < f.height and 0 <= b2 - dj < f.width)
+            if ok:
+                return f"{fname} placed at offset ({di}, {dj}) writes cell {cell} of {g} compatibly"
+    return None
+
+
+def can_cooccur(task: Task, cls: ClassSpec, goals: list[str]) -> bool:
+    """Exactly: does some scene of ``cls`` have a base image containing every goal?"""
+    H, W, bg = task.height, task.width, task.background
+    feats = {f.name: f for f in task.features}
+    s = z3.Solver()
+    slots = []  # (name -> selector) per slot, and its anchor variables
+    k = 0
+    for fname in cls.required:
+        for _ in range(cls.copies):
+            slots.append(({fname: z3.BoolVal(True)}, z3.Int(f"r{k}"), z3.Int(f"c{k}")))
+            k += 1
+    if cls.max_distractors > 0 and cls.distractors:
+        for _ in range(cls.max_distractors):
+            sel = {f: z3.Bool(f"d{k}_{f}") for f in cls.distractors}
+            names = list(sel)
+            for i in range(len(names)):
+                for j in range(i + 1, len(names)):
+                    s.add(z3.Not(z3.And(sel[names[i]], sel[names[j]])))
+            slots.append((sel, z3.Int(f"r{k}"), z3.Int(f"c{k}")))
+            k += 1
+    an = cls.anchors
+    for sel, r, c in slots:
+        for fname, on in sel.items():
+            f = feats[fname]
+            cond = [r >= 0, c >= 0, r <= H - f.height, c <= W - f.width]
+            if an.stride[0] > 1:
+                cond.append(r % an.stride[0] == 0)
+            if an.stride[1] > 1:
+                cond.append(c % an.stride[1] == 0)
+            if an.region is not None:
+                r0, c0, r1, c1 = an.region
+                cond += [r >= r0, r <= r1, c >= c0, c <= c1]
+            s.add(z3.Implies(on, z3.And(cond)))
+    gap = cls.gap
+    for i in range(len(slots)):
+        for j in range(i + 1, len(slots)):
+            (si, ri, ci), (sj, rj, cj) = slots[i], slots[j]
+            for fi, oni in si.items():
+                for fj, onj in sj.items():
+                    a, b = feats[fi], feats[fj]
+                    s.add(z3.Implies(z3.And(oni, onj), z3.Or(
+                        ri + a.height + gap <= rj, rj + b.height + gap <= ri,
+                        ci + a.width + gap <= cj, cj + b.width + gap <= ci)))
+    for gi, gname in enumerate(goals):
+        g = feats[gname]
+        U, V = z3.Int(f"u{gi}"), z3.Int(f"v{gi}")
+        s.add(U >= 0, V >= 0, U <= H - g.height, V <= W - g.width)
+        for (ch, a, b), need in _sup(g).items():
+            hits, bad = [], []
+            for sel, r, c in slots:
+                for fname, on in sel.items():
+                    for (fch, fa, fb), v in _sup(feats[fname]).items():
+                        if fch != ch or (v == need and need == bg):
+                            continue
+                        at = z3.And(on, U + a == r + fa, V + b == c + fb)
+                        (hits if v == need else bad).append(at)
+            if need != bg:
+                s.add(z3.Or(hits) if hits else z3.BoolVal(False))
+            else:
+                s.add(z3.Not(z3.Or(bad)) if bad else z3.BoolVal(True))
+    r = s.check()
+    if r == z3.unknown:
+        raise RuntimeError(f"z3 answered unknown: {s.reason_unknown()}")
+    return r == z3.sat
+
+
+def scene_errors(task: Task, cls: ClassSpec, scene: list) -> str | None:
+    """None if ``scene`` ([[feature, row, col], ...]) is a scene of ``cls`` (MODEL.md section 3)."""
+    names = {f.name for f in task.features}
+    boxes, counts, extra = [], {}, 0
+    for p in scene:
+        if not (isinstance(p, list) and len(p) == 3 and p[0] in names
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in p[1:])):
+            return f"placement {p!r} is not [feature, row, col]"
+        fname, i, j = p
+        f = task.feature(fname)
+        if fname in cls.required:
+            counts[fname] = counts.get(fname, 0) + 1
+        elif fname in cls.distractors:
+            extra += 1
+        else:
+            return f"{fname} may not be placed in class {cls.name}"
+        if not (0 <= i <= task.height - f.height and 0 <= j <= task.width - f.width):
+            return f"{fname} at ({i}, {j}) is not inside the canvas"
+        if not cls.anchors.allows(i, j):
+            return f"{fname} at ({i}, {j}) is not an allowed anchor"
+        boxes.append((i, j, f.height, f.width, fname))
+    for fname in cls.required:
+        if counts.get(fname, 0) != cls.copies:
+            return f"{fname} is placed {counts.get(fname, 0)} times, not {cls.copies}"
+    if extra > cls.max_distractors:
+        return f"{extra} distractors, more than {cls.max_distractors}"
+    g = cls.gap
+    for x in range(len(boxes)):
+        for y in range(x + 1, len(boxes)):
+            i1, j1, h1, w1, n1 = boxes[x]
+            i2, j2, h2, w2, n2 = boxes[y]
+            if not (i1 + h1 + g <= i2 or i2 + h2 + g <= i1 or j1 + w1 + g <= j2 or j2 + w2 + g <= j1):
+                return f"{n1} at ({i1}, {j1}) and {n2} at ({i2}, {j2}) overlap or break the gap {g}"
+    return None
+
+
+def base_image(task: Task, scene: list) -> list:
+    img = [[[task.background] * task.width for _ in range(task.height)] for _ in range(task.channels)]
+    for fname, i, j in scene:
+        for ch, a, b, v in task.feature(fname).support():
+            img[ch][i + a][j + b] = v
+    return img
+
+
+def occurs(task: Task, img: list, f: Feature) -> bool:
+    """Does image ``img`` ([ch][row][col] of Fractions) contain ``f`` (within δ) at some anchor?"""
+    d = task.noise
+    sup = f.support()
+    for i in range(task.height - f.height + 1):
+        for j in range(task.width - f.width + 1):
+            if all(abs(img[ch][i + a][j + b] - t) <= d for ch, a, b, t in sup):
+                return True
+    return False
