@@ -1,0 +1,412 @@
+"""``cnnproof check``: re-validate a certificate. Trusted: yes (the fenced core).
+
+Stage: certificate + task + network -> valid / rejected. The checker re-derives every
+obligation from the task and the network, compares it with the certificate, and re-decides it
+with its own code: SMT obligations with both z3 and cvc5 on the same SMT-LIB2 text, procedure
+obligations with the small implementations in ``scenes.py``. Any difference rejects the
+certificate with a message saying what failed. The format is in docs/certificates.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from cnnproof.constructions.task import Task, load_task
+from cnnproof.verifier.certificate import network_sha256, task_sha256
+from cnnproof.verifier.checker import scenes
+from cnnproof.verifier.checker.head_query import head_layers, head_smtlib
+from cnnproof.verifier.checker.solvers import both_unsat, cvc5_version, z3_version
+from cnnproof.verifier.checker.windows import decompose, window_smtlib
+from cnnproof.verifier.errors import InputError
+from cnnproof.verifier.exact import format_rational, parse_rational
+from cnnproof.verifier.network import Dense, Network, load_network
+
+FORMAT, VERSION = "cnnproof-certificate", 1
+
+
+class Rejected(Exception):
+    """The certificate is not valid; the message says what failed."""
+
+
+@dataclass
+class CheckResult:
+    ok: bool
+    reason: str
+    verdict: str | None = None
+    relied_on: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"certificate {'VALID' if self.ok else 'REJECTED'}"
+                 + (f" (verdict {self.verdict})" if self.verdict else "")]
+        if not self.ok:
+            lines.append(f"reason    {self.reason}")
+        for k, v in self.relied_on.items():
+            lines.append(f"{k:<9} {v}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"valid": self.ok, "reason": self.reason, "verdict": self.verdict, "relied_on": self.relied_on}
+
+
+def _q(v, where: str) -> Fraction:
+    try:
+        return parse_rational(v)
+    except ValueError as e:
+        raise Rejected(f"{where}: {e}") from None
+
+
+def _resolve(name: str, cert_path: Path) -> str:
+    p = Path(name)
+    if not p.is_absolute() and (cert_path.parent / p).exists():
+        return str(cert_path.parent / p)
+    return name
+
+
+def check_certificate(cert_path, task_path=None, net_path=None) -> CheckResult:
+    """Check one certificate. Raises InputError (exit 2) when a file cannot be read."""
+    cert_path = Path(cert_path)
+    try:
+        cert = json.loads(cert_path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(str(cert_path), None, f"cannot read the certificate: {e}") from None
+    if not isinstance(cert, dict):
+        raise InputError(str(cert_path), None, "the certificate is not a JSON object")
+    relied: dict = {}
+    try:
+        verdict = _check(cert, cert_path, task_path, net_path, relied)
+    except Rejected as e:
+        return CheckResult(False, str(e), cert.get("verdict") if isinstance(cert.get("verdict"), str) else None, relied)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        return CheckResult(False, f"malformed certificate: {type(e).__name__}: {e}", None, relied)
+    return CheckResult(True, "", verdict, relied)
+
+
+def _check(cert: dict, cert_path: Path, task_path, net_path, relied: dict) -> str:
+    if cert.get("format") != FORMAT:
+        raise Rejected(f"wrong format {cert.get('format')!r}, expected {FORMAT!r}")
+    if cert.get("version") != VERSION:
+        raise Rejected(f"unsupported version {cert.get('version')!r}, this checker reads version {VERSION}")
+    if cert.get("method") != "compositional":
+        raise Rejected(f"method {cert.get('method')!r} is not compositional")
+    task_file = task_path or (cert["task"] or {}).get("file")
+    if not task_file:
+        raise InputError(str(cert_path), "task.file", "no task file: pass --task")
+    task = load_task(task_file if task_path else _resolve(task_file, cert_path))
+    if task_sha256(task) != cert["task"]["sha256"]:
+        raise Rejected("another task: the task's sha256 differs from the certificate's")
+    th = cert["theorem"]
+    kind = th["kind"]
+    if kind not in ("zero_error", "wellposed"):
+        raise Rejected(f"unknown theorem {kind!r}")
+    if list(th["classes"]) != list(task.class_names):
+        raise Rejected(f"theorem classes {th['classes']} are not the task's {list(task.class_names)}")
+    if _q(th["noise"], "theorem.noise") != task.noise:
+        raise Rejected(f"theorem noise {th['noise']} is not the task's {format_rational(task.noise)}")
+    margin = None if th.get("margin") is None else _q(th["margin"], "theorem.margin")
+    if margin is not None and margin <= 0:
+        raise Rejected("the margin must be positive")
+    net = None
+    if kind == "zero_error":
+        info = cert.get("network")
+        if not isinstance(info, dict):
+            raise Rejected("a zero-error certificate names no network")
+        if net_path:
+            net = load_network(net_path)
+        elif info.get("file"):
+            net = load_network(_resolve(info["file"], cert_path))
+        elif info.get("built"):
+            from cnnproof.constructions.task_to_network import build_network
+
+            net = build_network(task)
+        else:
+            raise InputError(str(cert_path), "network.file", "no network file: pass --net")
+        if network_sha256(net) != info["sha256"]:
+            raise Rejected("a changed weight: the network's sha256 differs from the certificate's")
+        if tuple(net.class_names) != task.class_names:
+            raise Rejected("the network's class names are not the task's")
+    verdict = cert.get("verdict")
+    relied["verdict"] = verdict
+    if verdict == "REFUTED":
+        _check_counterexample(task, net, kind, margin, cert.get("counterexample"))
+        relied["relied on"] = "exact re-evaluation of the counterexample (no solver)"
+        return verdict
+    if verdict != "PROVED":
+        raise Rejected(f"verdict {verdict!r}: only PROVED and REFUTED certificates can be checked")
+    obs = cert["obligations"]
+    if not isinstance(obs, list) or not all(isinstance(o, dict) for o in obs):
+        raise Rejected("obligations is not a list of objects")
+    used: set[int] = set()
+    counts: Counter = Counter()
+    never, joint = _scene_obligations(task, obs, used, counts)
+    if kind == "wellposed":
+        _check_wellposed(task, obs, used, never, joint, counts)
+    else:
+        _check_zero_error(task, net, margin, obs, used, never, joint, counts, cert.get("worst_case_margin"))
+    for k, o in enumerate(obs):
+        if k not in used:
+            raise Rejected(f"unexpected obligation #{k} ({o.get('kind')!r}): the checker did not regenerate it")
+    relied["solvers"] = f"{z3_version()}, {cvc5_version()} (every SMT obligation: both unsat)"
+    relied["obligations"] = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    return verdict
+
+
+# -- scene obligations ---------------------------------------------------------------------------
+
+
+def _cls(task: Task, name, k: int):
+    try:
+        return task.classes[task.class_index(name)]
+    except (KeyError, TypeError):
+        raise Rejected(f"obligation #{k}: unknown class {name!r}") from None
+
+
+def _feat(task: Task, name, k: int):
+    try:
+        return task.feature(name)
+    except (KeyError, TypeError):
+        raise Rejected(f"obligation #{k}: unknown feature {name!r}") from None
+
+
+def _scene_obligations(task, obs, used, counts):
+    never: set[tuple[str, str]] = set()
+    joint: set[tuple[str, tuple[str, ...]]] = set()
+    for k, o in enumerate(obs):
+        if o.get("kind") == "scene-never":
+            cls = _cls(task, o["class"], k)
+            g = _feat(task, o["feature"], k).name
+            if g in cls.required:
+                raise Rejected(f"obligation #{k}: scene-never claims the required feature {g} of {cls.name} never occurs")
+            proc = o["discharged_by"].get("procedure")
+            if proc == "uncoverable-cell":
+                why = scenes.uncoverable(task, cls, g, o["discharged_by"].get("cell"))
+                if why is not None:
+                    raise Rejected(f"obligation #{k}: wrong uncoverable cell for scene-never ({cls.name}, {g}): {why}")
+            elif proc in ("local-configuration", "scene-search"):
+                if scenes.can_cooccur(task, cls, [g]):
+                    raise Rejected(f"obligation #{k}: false scene-never claim: {g} occurs in a scene of {cls.name}")
+            else:
+                raise Rejected(f"obligation #{k}: unknown scene-never procedure {proc!r}")
+            never.add((cls.name, g))
+        elif o.get("kind") == "scene-joint-never":
+            cls = _cls(task, o["class"], k)
+            gs = [_feat(task, g, k).name for g in o["features"]]
+            proc = o["discharged_by"].get("procedure")
+            if proc not in ("forced-shared-placement", "scene-search"):
+                raise Rejected(f"obligation #{k}: unknown scene-joint-never procedure {proc!r}")
+            if not gs or scenes.can_cooccur(task, cls, gs):
+                raise Rejected(f"obligation #{k}: false scene-joint-never claim: {gs} occur together in a scene of {cls.name}")
+            joint.add((cls.name, tuple(sorted(gs))))
+        else:
+            continue
+        used.add(k)
+        counts[f"{o['kind']} ({proc})"] += 1
+    return never, joint
+
+
+# -- well-posedness ------------------------------------------------------------------------------
+
+
+def _check_wellposed(task, obs, used, never, joint, counts):
+    seen = set()
+    for k, o in enumerate(obs):
+        if o.get("kind") != "not-complete":
+            continue
+        c, other = _cls(task, o["class"], k), _cls(task, o["other"], k)
+        if c.name == other.name or (c.name, other.name) in seen:
+            raise Rejected(f"obligation #{k}: unexpected not-complete obligation ({c.name}, {other.name})")
+        missing = sorted(set(other.required) - set(c.required))
+        if not missing:
+            raise Rejected(f"obligation #{k}: S_{other.name} is contained in S_{c.name}: {c.name} cannot be well-posed")
+        because = o["because"]
+        if "never" in because:
+            g = because["never"]
+            if g not in missing or (c.name, g) not in never:
+                raise Rejected(f"obligation #{k}: not-complete ({c.name}, {other.name}) relies on {g} never occurring, "
+                               "with no verified scene-never obligation")
+        elif "joint" in because:
+            if (c.name, tuple(sorted(because["joint"]))) not in joint or sorted(because["joint"]) != missing:
+                raise Rejected(f"obligation #{k}: not-complete ({c.name}, {other.name}) relies on a joint fact "
+                               f"{because['joint']} with no verified scene-joint-never obligation for exactly {missing}")
+        else:
+            raise Rejected(f"obligation #{k}: not-complete has no reason")
+        seen.add((c.name, other.name))
+        used.add(k)
+        counts["not-complete"] += 1
+    for c in task.classes:
+        for other in task.classes:
+            if c.name != other.name and (c.name, other.name) not in seen:
+                raise Rejected(f"missing obligation: not-complete ({c.name}, {other.name})")
+
+
+# -- zero error ----------------------------------------------------------------------------------
+
+
+def _check_zero_error(task, net, margin, obs, used, never, joint, counts, worst):
+    try:
+        shape = decompose(net)
+        head = head_layers(net)
+    except ValueError as e:
+        raise Rejected(f"the network is not of the form Head ∘ GlobalMax ∘ Local: {e}") from None
+    n = len(shape.channels)
+    windows: dict[int, dict] = {}
+    for k, o in enumerate(obs):
+        if o.get("kind") != "window":
+            continue
+        ch = o["channel"]
+        if not isinstance(ch, int) or not 0 <= ch < n or ch in windows:
+            raise Rejected(f"unexpected obligation #{k}: window for channel {ch!r} (the network has {n} channels)")
+        if o["discharged_by"].get("procedure") != "separable-window-range":
+            raise Rejected(f"obligation #{k}: unknown window procedure {o['discharged_by']!r}")
+        b, oc = shape.channels[ch]
+        f = None if o["feature"] is None else _feat(task, o["feature"], k)
+        absent = tuple(_q(v, f"obligation #{k} absent") for v in o["absent"])
+        present = None if o["present"] is None else tuple(_q(v, f"obligation #{k} present") for v in o["present"])
+        if len(absent) != 2 or (present is not None and len(present) != 2) or (f is not None and present is None):
+            raise Rejected(f"obligation #{k}: malformed window bounds")
+        try:
+            text = window_smtlib(task, shape.branches[b], oc, f, absent, present if f is not None else None)
+        except ValueError as e:
+            raise Rejected(f"obligation #{k}: {e}") from None
+        why = both_unsat(text)
+        if why is not None:
+            raise Rejected(f"obligation #{k}: window lemma of channel {ch} ({o['feature']}) edited or wrong: {why}")
+        windows[ch] = o
+        used.add(k)
+        counts["window (smt)"] += 1
+    for ch in range(n):
+        if ch not in windows:
+            raise Rejected(f"missing obligation: window for channel {ch}")
+    wlist = [windows[ch] for ch in range(n)]
+    tied = sorted({w["feature"] for w in wlist if w["feature"] is not None})
+    heads = {}
+    low = None
+    for k, o in enumerate(obs):
+        if o.get("kind") != "head":
+            continue
+        cls = _cls(task, o["class"], k)
+        if cls.name in heads:
+            raise Rejected(f"unexpected obligation #{k}: a second head obligation for {cls.name}")
+        c = task.class_index(cls.name)
+        expect = {g: "present" if g in cls.required else "absent" if (cls.name, g) in never else "free" for g in tied}
+        if o["statuses"] != expect:
+            diff = {g: (o["statuses"].get(g), expect.get(g)) for g in set(expect) | set(o["statuses"])
+                    if o["statuses"].get(g) != expect.get(g)}
+            raise Rejected(f"obligation #{k}: head statuses of {cls.name} are not backed by scene obligations "
+                           f"(claimed, checker): {dict(sorted(diff.items()))}")
+        learned = [sorted(s) for s in o["learned"]]
+        for s in learned:
+            if (cls.name, tuple(s)) not in joint:
+                raise Rejected(f"obligation #{k}: learned set {s} of {cls.name} has no verified scene-joint-never obligation")
+        how = o["discharged_by"]
+        if how.get("procedure") == "interval-head":
+            m = _interval_margin(head, wlist, expect, c)
+            if m is None or not (m > 0 if margin is None else m >= margin):
+                raise Rejected(f"obligation #{k}: interval head bound of {cls.name} is {m}, which does not prove the claim")
+            if _q(how.get("margin_lower_bound"), f"obligation #{k}") != m:
+                raise Rejected(f"obligation #{k}: edited margin_lower_bound {how.get('margin_lower_bound')} of "
+                               f"{cls.name}; the checker computes {format_rational(m)}")
+            low = m if low is None else min(low, m)
+            counts["head (interval-head)"] += 1
+        elif "smt" in how:
+            text = head_smtlib(net, [{key: w[key] for key in ("channel", "feature", "absent", "present")} for w in wlist],
+                               expect, learned, c, margin)
+            stored = how["smt"].get("smtlib")
+            if stored is None:
+                raise Rejected(f"obligation #{k}: head obligation of {cls.name} stores no SMT-LIB text")
+            if stored != text:
+                raise Rejected(f"obligation #{k}: edited obligation: the stored SMT-LIB text of the head lemma of "
+                               f"{cls.name} differs from the regenerated one")
+            why = both_unsat(text)
+            if why is not None:
+                raise Rejected(f"obligation #{k}: head lemma of {cls.name}: {why}")
+            counts["head (smt)"] += 1
+        else:
+            raise Rejected(f"obligation #{k}: unknown head discharge {how!r}")
+        heads[cls.name] = k
+        used.add(k)
+    for cls in task.classes:
+        if cls.name not in heads:
+            raise Rejected(f"missing obligation: head for class {cls.name}")
+    if worst is not None and low is not None and len(heads) == sum(1 for o in obs if o.get("kind") == "head") \
+            and all(obs[k]["discharged_by"].get("procedure") == "interval-head" for k in heads.values()):
+        if _q(worst, "worst_case_margin") < low:
+            raise Rejected(f"worst_case_margin {worst} is below the proven lower bound {format_rational(low)}")
+
+
+def _interval_margin(head, wlist, statuses, c) -> Fraction | None:
+    box = []
+    for w in wlist:
+        a0, b0 = (parse_rational(v) for v in w["absent"])
+        if w["feature"] is None:
+            box.append((a0, b0))
+            continue
+        a1, b1 = (parse_rational(v) for v in w["present"])
+        st = statuses[w["feature"]]
+        box.append((a1, max(b0, b1)) if st == "present" else (a0, b0) if st == "absent" else (min(a0, a1), max(b0, b1)))
+    x = box
+    for l in head:
+        if isinstance(l, Dense):
+            nx = []
+            for o in range(l.weight.shape[0]):
+                lo = hi = l.bias[o]
+                for k, (a, b) in enumerate(x):
+                    wk = l.weight[o, k]
+                    lo += wk * (a if wk > 0 else b)
+                    hi += wk * (b if wk > 0 else a)
+                nx.append((lo, hi))
+            x = nx
+        else:
+            x = [(max(a, Fraction(0)), max(b, Fraction(0))) for a, b in x]
+    lows = [x[c][0] - x[o][1] for o in range(len(x)) if o != c]
+    return min(lows) if lows else None
+
+
+# -- counterexamples -----------------------------------------------------------------------------
+
+
+def _check_counterexample(task, net, kind, margin, cx):
+    if not isinstance(cx, dict):
+        raise Rejected("a REFUTED certificate has no counterexample")
+    cls = _cls(task, cx["class"], -1)
+    other = _cls(task, cx["other_class"], -1)
+    if other.name == cls.name:
+        raise Rejected("corrupted counterexample: the other class is the class itself")
+    why = scenes.scene_errors(task, cls, cx["scene"])
+    if why is not None:
+        raise Rejected(f"corrupted counterexample: not a scene of {cls.name}: {why}")
+    base = scenes.base_image(task, cx["scene"])
+    img = cx["image"]
+    if len(img) != task.channels or any(len(p) != task.height or any(len(r) != task.width for r in p) for p in img):
+        raise Rejected("corrupted counterexample: the image has the wrong shape")
+    img = [[[_q(v, "counterexample image") for v in row] for row in plane] for plane in img]
+    for ch in range(task.channels):
+        for i in range(task.height):
+            for j in range(task.width):
+                if abs(img[ch][i][j] - base[ch][i][j]) > task.noise:
+                    raise Rejected(f"corrupted counterexample: changed pixel ({ch}, {i}, {j}) is not within the noise "
+                                   "of the scene's base image")
+    if kind == "wellposed":
+        for g in other.required:
+            if not scenes.occurs(task, img, task.feature(g)):
+                raise Rejected(f"corrupted counterexample: {other.name} is not complete ({g} does not occur)")
+        return
+    import numpy as np
+
+    arr = np.empty((task.channels, task.height, task.width), dtype=object)
+    for ch in range(task.channels):
+        for i in range(task.height):
+            for j in range(task.width):
+                arr[ch, i, j] = img[ch][i][j]
+    logits = net.evaluate(arr)
+    stored = [_q(v, "counterexample logits") for v in cx.get("logits", [])]
+    if stored != list(logits):
+        raise Rejected(f"corrupted counterexample: stored logits {cx.get('logits')} are not the exact ones "
+                       f"{[format_rational(v) for v in logits]}")
+    c, o = task.class_index(cls.name), task.class_index(other.name)
+    d = logits[c] - logits[o]
+    if (d > 0) if margin is None else (d >= margin):
+        raise Rejected(f"corrupted counterexample: N_{cls.name} - N_{other.name} = {format_rational(d)} keeps the claim")
