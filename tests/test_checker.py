@@ -1,0 +1,235 @@
+"""The fenced certificate checker: valid certificates pass, tampered ones fail for their reason."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.util
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from cnnproof.verifier.checker.check import check_certificate
+from cnnproof.verifier.errors import InputError
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = ROOT / "proofs" / "tasks"
+CHECKER = ROOT / "verifier" / "checker"
+
+
+def _cert(tmp: Path, task: str, command: str = "prove") -> Path:
+    out = tmp / f"{task}.{command}.json"
+    if not out.exists():
+        subprocess.run([sys.executable, "-m", "cnnproof", command, str(TASKS / f"{task}.toml"), "--certificate", str(out)],
+                       check=False, capture_output=True, cwd=ROOT)
+    return out
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("certs")
+    return tmp, {
+        name: json.loads(_cert(tmp, task, cmd).read_text())
+        for name, task, cmd in [("faces", "faces", "prove"), ("noise", "levels_noise", "prove"),
+                                ("touching", "touching", "check-task"), ("touching_ze", "touching", "prove"),
+                                ("wp_faces", "faces", "check-task")]
+    }
+
+
+def _run(tmp: Path, cert: dict, **kw):
+    p = tmp / "tampered.json"
+    p.write_text(json.dumps(cert))
+    return check_certificate(p, **kw)
+
+
+def _ob(cert, **kw):
+    return next(o for o in cert["obligations"] if all(o.get(k) == v for k, v in kw.items()))
+
+
+# -- valid certificates ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task,command,verdict", [
+    ("faces", "prove", "PROVED"), ("levels_noise", "prove", "PROVED"), ("distractors", "prove", "PROVED"),
+    ("channels", "prove", "PROVED"), ("mixed_sizes", "prove", "PROVED"), ("touching", "check-task", "REFUTED"),
+    ("touching", "prove", "REFUTED"), ("faces", "check-task", "PROVED"), ("distractors", "check-task", "PROVED"),
+])
+def test_valid_certificates_pass(tmp_path_factory, task, command, verdict):
+    tmp = tmp_path_factory.mktemp("valid")
+    res = check_certificate(_cert(tmp, task, command))
+    assert res.ok, res.reason
+    assert res.verdict == verdict
+    if verdict == "PROVED":
+        assert "z3" in res.relied_on["solvers"] and "cvc5" in res.relied_on["solvers"]
+
+
+# -- tamperings ------------------------------------------------------------------------------------
+
+
+def test_changed_weight(certs, tmp_path):
+    from cnnproof.constructions.task import load_task
+    from cnnproof.constructions.task_to_network import build_network
+    from cnnproof.verifier.network import save_network, with_parameter
+
+    tmp, cs = certs
+    net = build_network(load_task(TASKS / "faces.toml"))
+    path = next(p for p, _ in net.parameters())
+    save_network(with_parameter(net, path, 0, Fraction(5)), tmp_path / "n.json")
+    res = _run(tmp, cs["faces"], net_path=str(tmp_path / "n.json"))
+    assert not res.ok and "a changed weight" in res.reason
+
+
+def test_another_task(certs):
+    tmp, cs = certs
+    res = _run(tmp, cs["faces"], task_path=str(TASKS / "distractors.toml"))
+    assert not res.ok and "another task" in res.reason
+
+
+def _tamper(cert, edit):
+    c = copy.deepcopy(cert)
+    edit(c)
+    return c
+
+
+TAMPERINGS = {
+    "edited window bound": ("faces", lambda c: _ob(c, kind="window", channel=1).update(absent=["0", "-1"]),
+                            "window lemma of channel 1"),
+    "deleted window": ("faces", lambda c: c["obligations"].remove(_ob(c, kind="window", channel=2)),
+                       "missing obligation: window for channel 2"),
+    "deleted head": ("noise", lambda c: c["obligations"].remove(_ob(c, kind="head")), "missing obligation: head"),
+    "unknown obligation": ("faces", lambda c: c["obligations"].append({"kind": "oracle"}), "unexpected obligation"),
+    "duplicate window": ("faces", lambda c: c["obligations"].append(dict(_ob(c, kind="window", channel=0))),
+                         "unexpected obligation"),
+    "false scene-never": ("faces", lambda c: c["obligations"].append(
+        {"kind": "scene-never", "class": "face", "feature": "roof", "discharged_by": {"procedure": "local-configuration"}}),
+        "false scene-never claim"),
+    "wrong uncoverable cell": ("noise", lambda c: next(
+        o for o in c["obligations"] if o["discharged_by"].get("procedure") == "uncoverable-cell"
+    )["discharged_by"].update(cell=[0, 99, 99]), "wrong uncoverable cell"),
+    "absent without backing": ("faces", lambda c: _ob(c, kind="head", **{"class": "face"})["statuses"].update(roof="absent"),
+                               "not backed by scene obligations"),
+    "edited smtlib": ("faces", lambda c: _ob(c, kind="head", **{"class": "face"})["discharged_by"]["smt"].update(
+        smtlib=_ob(c, kind="head", **{"class": "face"})["discharged_by"]["smt"]["smtlib"].replace("(/ 2 1)", "(/ 3 1)")),
+        "edited obligation"),
+    "edited margin": ("faces", lambda c: _ob(c, kind="head", **{"class": "house"})["discharged_by"].update(
+        margin_lower_bound="1/2"), "edited margin_lower_bound"),
+    "learned without backing": ("faces", lambda c: c["obligations"].remove(_ob(c, kind="scene-joint-never")),
+                                "no verified scene-joint-never"),
+    "false joint-never": ("faces", lambda c: _ob(c, kind="scene-joint-never").update(features=["door"]),
+                          "false scene-joint-never claim"),
+    "changed pixel": ("touching", lambda c: c["counterexample"]["image"][0][3].__setitem__(0, "1"), "changed pixel"),
+    "changed logits": ("touching_ze", lambda c: c["counterexample"].update(logits=["1", "0"]), "stored logits"),
+    "scene off canvas": ("touching", lambda c: c["counterexample"]["scene"][0].__setitem__(1, 40), "not inside the canvas"),
+    "wrong other class": ("touching", lambda c: c["counterexample"].update(other_class="domino"), "corrupted counterexample"),
+    "wrong format": ("faces", lambda c: c.update(format="something-else"), "wrong format"),
+    "wrong version": ("faces", lambda c: c.update(version=2), "unsupported version"),
+    "wrong noise": ("faces", lambda c: c["theorem"].update(noise="1/10"), "theorem noise"),
+    "wrong classes": ("faces", lambda c: c["theorem"].update(classes=["house", "face"]), "theorem classes"),
+    "wellposed: never without backing": ("wp_faces", lambda c: c["obligations"].remove(_ob(c, kind="scene-never")),
+                                         "no verified scene-never"),
+    "wellposed: missing pair": ("wp_faces", lambda c: c["obligations"].remove(_ob(c, kind="not-complete")),
+                                "missing obligation: not-complete"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERINGS))
+def test_tampering_is_rejected(certs, name):
+    tmp, cs = certs
+    which, edit, reason = TAMPERINGS[name]
+    res = _run(tmp, _tamper(cs[which], edit))
+    assert not res.ok, name
+    assert reason in res.reason, res.reason
+
+
+def test_bad_input_is_input_error(tmp_path):
+    with pytest.raises(InputError):
+        check_certificate(tmp_path / "missing.json")
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(InputError):
+        check_certificate(tmp_path / "x.json")
+
+
+def test_cli_exit_codes(certs, tmp_path):
+    tmp, cs = certs
+    ok = subprocess.run([sys.executable, "-m", "cnnproof", "check", str(_cert(tmp, "faces"))], capture_output=True, cwd=ROOT)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "cnnproof", "check", str(ROOT / "proofs/bad/edited_margin.json")],
+                         capture_output=True, cwd=ROOT)
+    assert bad.returncode == 1 and b"edited margin_lower_bound" in bad.stdout
+    missing = subprocess.run([sys.executable, "-m", "cnnproof", "check", str(tmp_path / "none.json")], capture_output=True)
+    assert missing.returncode == 2
+
+
+# -- proofs/bad ------------------------------------------------------------------------------------
+
+
+def _bad_table() -> dict[str, str]:
+    spec = importlib.util.spec_from_file_location("make_bad", ROOT / "proofs" / "bad" / "make_bad.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.BAD
+
+
+@pytest.mark.parametrize("name,reason", sorted(_bad_table().items()))
+def test_proofs_bad_fail_for_their_reason(name, reason):
+    readme = (ROOT / "proofs" / "bad" / "README.md").read_text()
+    assert f"`{name}`" in readme and reason in readme
+    res = check_certificate(ROOT / "proofs" / "bad" / name)
+    assert not res.ok
+    assert reason in res.reason, res.reason
+
+
+# -- the fence -------------------------------------------------------------------------------------
+
+ALLOWED = {
+    "__future__", "json", "collections", "dataclasses", "fractions", "pathlib", "numpy", "z3", "cvc5",
+    "cnnproof.constructions.task", "cnnproof.verifier.network", "cnnproof.verifier.exact",
+    "cnnproof.verifier.errors", "cnnproof.verifier.certificate", "cnnproof.verifier.checker",
+    "cnnproof.constructions.task_to_network",  # only to rebuild a network the certificate says was built
+}
+ALLOWED_FROM_CERTIFICATE = {"task_sha256", "network_sha256"}
+
+
+def test_checker_imports_stay_inside_the_fence():
+    files = sorted(CHECKER.glob("*.py"))
+    assert files
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+                if node.module == "cnnproof.verifier.certificate":
+                    assert {a.name for a in node.names} <= ALLOWED_FROM_CERTIFICATE, f
+            else:
+                continue
+            for m in mods:
+                ok = m in ALLOWED or m.startswith("cnnproof.verifier.checker.")
+                assert ok, f"{f.name} imports {m}, outside the checker's fence"
+
+
+def test_checker_size_is_small():
+    n = sum(len(f.read_text().splitlines()) for f in CHECKER.glob("*.py"))
+    assert n < 1200
+
+
+# -- the head query generator ----------------------------------------------------------------------
+
+
+def test_head_smtlib_is_deterministic_and_exact(certs):
+    from cnnproof.constructions.task import load_task
+    from cnnproof.constructions.task_to_network import build_network
+    from cnnproof.verifier.checker.head_query import head_smtlib
+
+    net = build_network(load_task(TASKS / "faces.toml"))
+    wins = [{"channel": k, "feature": f, "absent": ["-1/3", "0"], "present": ["1", "1"]}
+            for k, f in enumerate(["eye", "roof", "nose", "mouth", "door"])]
+    st = {"eye": "present", "nose": "present", "mouth": "present", "roof": "free", "door": "free"}
+    a = head_smtlib(net, wins, st, [["door", "roof"]], 0, Fraction(1, 2))
+    b = head_smtlib(net, list(wins), dict(st), [["roof", "door"]], 0, Fraction(1, 2))
+    assert a == b
+    assert "(- (/ 1 3))" in a and "(< (- " in a and "-1" not in a
