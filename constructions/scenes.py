@@ -34,14 +34,51 @@ class Placement:
 Scene = tuple[Placement, ...]
 
 
-def anchors_for(task: Task, cls: ClassSpec, feature: Feature) -> list[tuple[int, int]]:
+class AnchorGrid:
+    """The allowed anchors as a lazy sequence in row-major order: rows × cols ranges.
+
+    >>> g = AnchorGrid(range(0, 4, 2), range(1, 3))
+    >>> list(g), len(g), g[3]
+    ([(0, 1), (0, 2), (2, 1), (2, 2)], 4, (2, 2))
+    """
+
+    __slots__ = ("rows", "cols")
+
+    def __init__(self, rows: range, cols: range):
+        self.rows, self.cols = rows, cols
+
+    def __len__(self) -> int:
+        return len(self.rows) * len(self.cols)
+
+    def __getitem__(self, k: int) -> tuple[int, int]:
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        a, b = divmod(k, len(self.cols))
+        return (self.rows[a], self.cols[b])
+
+    def __iter__(self):
+        for i in self.rows:
+            for j in self.cols:
+                yield (i, j)
+
+
+def _axis(n: int, step: int, lo: int, hi: int) -> range:
+    """Multiples of ``step`` (counted from 0) in [lo, hi] and in [0, n)."""
+    lo, hi = max(lo, 0), min(hi, n - 1)
+    first = -(-lo // step) * step
+    return range(first, hi + 1, step) if first <= hi else range(0)
+
+
+def anchors_for(task: Task, cls: ClassSpec, feature: Feature) -> AnchorGrid:
     """Every allowed top-left anchor of ``feature`` in a scene of ``cls`` (footprint inside)."""
-    out = []
-    for i in range(task.height - feature.height + 1):
-        for j in range(task.width - feature.width + 1):
-            if cls.anchors.allows(i, j):
-                out.append((i, j))
-    return out
+    r, q = cls.anchors.stride
+    r0, c0, r1, c1 = cls.anchors.region or (0, 0, task.height, task.width)
+    return AnchorGrid(
+        _axis(task.height - feature.height + 1, r, r0, r1),
+        _axis(task.width - feature.width + 1, q, c0, c1),
+    )
 
 
 def _separated(a: tuple[int, int, int, int], b: tuple[int, int, int, int], gap: int) -> bool:
