@@ -287,21 +287,11 @@ def markdown(args, facts, started, run_seconds, rows, raw, jobs_note) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """The project's atomic write, creating the results folder first."""
+    from cnnproof.verifier.network import write_atomic as _write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _write(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -420,21 +420,11 @@ def raw_data(args, counts, recs) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """The project's atomic write, creating the results folder first."""
+    from cnnproof.verifier.network import write_atomic as _write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _write(path, text)
 
 
 def load_previous(path: Path, timeout: float, count_limit: int) -> tuple[dict, dict]:

@@ -27,6 +27,11 @@ def num(v: Fraction) -> str:
     return f"(- {t})" if v < 0 else t
 
 
+def relu_assert(y: str, x: str) -> str:
+    """``y = max(x, 0)`` as an SMT-LIB assertion."""
+    return f"(assert (= {y} (ite (>= {x} {num(Fraction(0))}) {x} {num(Fraction(0))})))"
+
+
 def head_layers(net: Network) -> list:
     """The Dense/ReLU layers after the last Flatten or Parallel of ``net``."""
     layers = list(net.layers)
@@ -96,7 +101,7 @@ def head_smtlib(net: Network, windows: list[dict], statuses: dict[str, str], lea
             for k, x in enumerate(xs):
                 y = f"h{li}_{k}"
                 out.append(f"(declare-const {y} Real)")
-                out.append(f"(assert (= {y} (ite (>= {x} {num(Fraction(0))}) {x} {num(Fraction(0))})))")
+                out.append(relu_assert(y, x))
                 ys.append(y)
         xs = ys
     if not 0 <= c < len(xs):

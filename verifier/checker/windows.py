@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from cnnproof.constructions.task import Feature, Task
-from cnnproof.verifier.checker.head_query import num
+from cnnproof.verifier.checker.head_query import num, relu_assert
 from cnnproof.verifier.network import Conv2d, Dense, Flatten, GlobalMaxPool, Network, Parallel, ReLU
 
 
@@ -102,7 +102,7 @@ def window_smtlib(task: Task, br: Branch, o: int, feature: Feature | None,
                     for t, x in enumerate(v):
                         y = f"q{li}_{t}_{a}_{b}"
                         out.append(f"(declare-const {y} Real)")
-                        out.append(f"(assert (= {y} (ite (>= {x} {num(Fraction(0))}) {x} {num(Fraction(0))})))")
+                        out.append(relu_assert(y, x))
                         nv.append(y)
                 v = nv
             final[(a, b)] = v
