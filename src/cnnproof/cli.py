@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up (UNKNOWN, exit 3) after S seconds")
     p.add_argument("--certificate", metavar="CERT.json", help="write the proof as a certificate (compositional method) for `cnnproof check`")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--png", metavar="FILE.png", help="draw the witness image (when REFUTED) with the accidental windows outlined (docs/pictures.md)")
 
     p = sub.add_parser("build", help="build the paper's network for a task and write it as JSON")
     _task_arg(p)
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--certificate", metavar="CERT.json", help="write the proof as a certificate (compositional method) for `cnnproof check`")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="solve independent obligations in N processes (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--png", metavar="FILE.png", help="draw the counterexample (when REFUTED) with its windows outlined and the logits beside it (docs/pictures.md)")
 
     p = sub.add_parser("sample", help="draw images of a task: a PNG contact sheet or an .npz dataset")
     _task_arg(p, optional=True)
@@ -135,6 +137,10 @@ def _dispatch(args) -> int:
         return cmd_check(args)
     if getattr(args, "task", None) is None:
         args.task = str(default_task_path())
+    if getattr(args, "png", None):
+        from cnnproof.constructions.picture import check_png_path
+
+        check_png_path(args.png)  # a bad --png path fails before the proof, not after it
     task = load_task(args.task)
     if args.command == "check-task":
         return cmd_check_task(task, args)
@@ -317,10 +323,27 @@ def cmd_prove(task, args) -> int:
 # -- reporting -----------------------------------------------------------------------------------
 
 
+def _picture(task, q, v, args) -> str | None:
+    """``--png FILE``: draw a refuted verdict's counterexample; the path written, or None."""
+    from cnnproof.verifier.outcome import Refuted
+
+    path = getattr(args, "png", None)
+    if not path:
+        return None
+    if not isinstance(v, Refuted):
+        print(f"cnnproof: --png: verdict {v.verdict}, no counterexample to draw; {path} not written", file=sys.stderr)
+        return None
+    from cnnproof.constructions.picture import draw_counterexample
+
+    draw_counterexample(path, task, v.counterexample, q.theorem, q.margin)
+    return str(path)
+
+
 def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None) -> int:
     from cnnproof.constructions.scenes import image_text
     from cnnproof.verifier.outcome import Proved, Refuted
 
+    picture = _picture(task, q, v, args)
     if getattr(args, "json", False):
         out = {
             "task": task.name,
@@ -339,6 +362,8 @@ def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None) 
             out["counterexample"] = v.counterexample.to_json()
         if v.verdict == "UNKNOWN":
             out["reason"] = v.reason
+        if picture:
+            out["picture"] = picture
         print(json.dumps(out, indent=1))
         return v.exit_code
     print(f"task      {task.name}  ({task.channels}x{task.height}x{task.width}, {len(task.features)} features, "
@@ -353,6 +378,8 @@ def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None) 
     if v.verdict == "UNKNOWN":
         print(f"reason    {v.reason}")
     print(f"time      {seconds:.3f} s")
+    if picture:
+        print(f"picture   {picture}")
     if isinstance(v, Refuted):
         cex = v.counterexample
         print()
