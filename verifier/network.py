@@ -19,6 +19,7 @@ intermediate value reaches 2**62, otherwise it is a numpy object array of Python
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -108,25 +109,181 @@ class Conv2d:
         return (O, H - kh + 1, W - kw + 1)
 
     def apply(self, x: np.ndarray, den: int) -> tuple[np.ndarray, int]:
+        return _conv_apply(self, x, den, (1, 1), (1, 1))
+
+
+def _conv_apply(layer, x: np.ndarray, den: int, stride, dilation) -> tuple[np.ndarray, int]:
+    """Exact convolution of an (already padded) integer batch over ``den``."""
+    O, I, kh, kw = layer.weight.shape
+    wi, dw, bi, db, wsum, bmax = layer._scaled
+    D = math.lcm(den * dw, db)
+    mw, mb = D // (den * dw), D // db
+    bound = _maxabs(x) * wsum * mw + bmax * mb
+    x = _fit(x, bound)
+    wi = _fit(wi, bound)
+    N, _, H, W = x.shape
+    (sh, sw), (dh, dwl) = stride, dilation
+    Ho, Wo = (H - (kh - 1) * dh - 1) // sh + 1, (W - (kw - 1) * dwl - 1) // sw + 1
+    acc = np.zeros((N, O, Ho, Wo), dtype=x.dtype)
+    if acc.dtype == object:
+        acc[...] = 0
+    for a in range(kh):
+        for b in range(kw):
+            wab = wi[:, :, a, b]
+            if not np.any(wab != 0):
+                continue
+            r0, c0 = a * dh, b * dwl
+            win = x[:, :, r0 : r0 + (Ho - 1) * sh + 1 : sh, c0 : c0 + (Wo - 1) * sw + 1 : sw]
+            acc = acc + np.einsum("oi,nihw->nohw", wab, win)
+    out = acc * mw + _fit(bi, bound).reshape(1, O, 1, 1) * mb
+    return _reduce(out, D)
+
+
+def _pad(x: np.ndarray, pads, fill) -> np.ndarray:
+    """Pad the two spatial axes of a batch (N, C, H, W) by (top, left, bottom, right)."""
+    t, l, b, r = pads
+    if not any(pads):
+        return x
+    N, C, H, W = x.shape
+    out = np.empty((N, C, H + t + b, W + l + r), dtype=x.dtype)
+    out[...] = fill
+    out[:, :, t : t + H, l : l + W] = x
+    return out
+
+
+def _window_out(n: int, k: int, stride: int, dil: int, p0: int, p1: int) -> int:
+    return (n + p0 + p1 - (k - 1) * dil - 1) // stride + 1
+
+
+def _check_geometry(kind, kernel, stride, pads, dilation) -> None:
+    if len(kernel) != 2 or len(stride) != 2 or len(pads) != 4 or len(dilation) != 2:
+        raise ValueError(f"{kind}: kernel, stride and dilation have 2 entries and pads 4")
+    if min(stride) < 1 or min(dilation) < 1 or min(kernel) < 1 or min(pads) < 0:
+        raise ValueError(f"{kind}: stride, dilation and kernel must be >= 1 and pads >= 0")
+
+
+@dataclass(frozen=True, eq=False)
+class GeneralConv2d:
+    """Convolution with stride, zero padding (top, left, bottom, right) and dilation, as ONNX Conv
+    (group 1). weight (out, in, kh, kw), bias (out,), Fractions. Outside the compositional form."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+
+    kind = "conv2d_general"
+
+    def __post_init__(self):
+        if self.weight.ndim != 4 or self.bias.shape != (self.weight.shape[0],):
+            raise ValueError(f"conv2d_general: weight {self.weight.shape} and bias {self.bias.shape} disagree")
+        _check_geometry(self.kind, self.weight.shape[2:], self.stride, self.pads, self.dilation)
+        _cache_scaled(self, (1, 2, 3))
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        C, H, W = _expect_chw(shape, self.kind)
         O, I, kh, kw = self.weight.shape
-        wi, dw, bi, db, wsum, bmax = self._scaled
-        D = math.lcm(den * dw, db)
-        mw, mb = D // (den * dw), D // db
-        bound = _maxabs(x) * wsum * mw + bmax * mb
-        x = _fit(x, bound)
-        wi = _fit(wi, bound)
-        N, _, H, W = x.shape
-        Ho, Wo = H - kh + 1, W - kw + 1
-        acc = np.zeros((N, O, Ho, Wo), dtype=x.dtype)
-        if acc.dtype == object:
-            acc[...] = 0
+        if C != I:
+            raise ValueError(f"conv2d_general expects {I} input channels, gets {C}")
+        t, l, b, r = self.pads
+        Ho = _window_out(H, kh, self.stride[0], self.dilation[0], t, b)
+        Wo = _window_out(W, kw, self.stride[1], self.dilation[1], l, r)
+        if Ho < 1 or Wo < 1:
+            raise ValueError(f"conv2d_general: the dilated kernel does not fit the padded {H}x{W} input")
+        return (O, Ho, Wo)
+
+    def apply(self, x: np.ndarray, den: int) -> tuple[np.ndarray, int]:
+        return _conv_apply(self, _pad(x, self.pads, 0), den, self.stride, self.dilation)
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    """Max pooling as ONNX MaxPool (floor mode): kernel, stride, pads (top, left, bottom, right;
+    padding never wins the max) and dilation."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+
+    kind = "max_pool"
+
+    def __post_init__(self):
+        _check_geometry(self.kind, self.kernel, self.stride, self.pads, self.dilation)
+        t, l, b, r = self.pads
+        if max(t, b) >= self.kernel[0] or max(l, r) >= self.kernel[1]:
+            raise ValueError("max_pool: padding must be smaller than the kernel")
+
+    def out_shape(self, shape):
+        C, H, W = _expect_chw(shape, self.kind)
+        t, l, b, r = self.pads
+        Ho = _window_out(H, self.kernel[0], self.stride[0], self.dilation[0], t, b)
+        Wo = _window_out(W, self.kernel[1], self.stride[1], self.dilation[1], l, r)
+        if Ho < 1 or Wo < 1:
+            raise ValueError(f"max_pool: the kernel does not fit the padded {H}x{W} input")
+        return (C, Ho, Wo)
+
+    def windows(self, H: int, W: int):
+        """For each output cell (i, j): the input cells (r, c) of its window inside the map."""
+        t, l, b, r = self.pads
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        Ho, Wo = _window_out(H, kh, sh, dh, t, b), _window_out(W, kw, sw, dw, l, r)
+        for i in range(Ho):
+            for j in range(Wo):
+                cells = [(i * sh - t + a * dh, j * sw - l + c * dw) for a in range(kh) for c in range(kw)]
+                yield i, j, [(y, z) for y, z in cells if 0 <= y < H and 0 <= z < W]
+
+    def apply(self, x, den):
+        fill = x.min() if x.size else 0  # padding never exceeds a real entry of the window
+        x = _pad(x, self.pads, fill)
+        N, C, H, W = x.shape
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        Ho, Wo = (H - (kh - 1) * dh - 1) // sh + 1, (W - (kw - 1) * dw - 1) // sw + 1
+        out = None
         for a in range(kh):
             for b in range(kw):
-                wab = wi[:, :, a, b]
-                if not np.any(wab != 0):
-                    continue
-                acc = acc + np.einsum("oi,nihw->nohw", wab, x[:, :, a : a + Ho, b : b + Wo])
-        out = acc * mw + _fit(bi, bound).reshape(1, O, 1, 1) * mb
+                win = x[:, :, a * dh : a * dh + (Ho - 1) * sh + 1 : sh, b * dw : b * dw + (Wo - 1) * sw + 1 : sw]
+                out = win if out is None else np.maximum(out, win)
+        return out, den
+
+
+@dataclass(frozen=True, eq=False)
+class Affine:
+    """Elementwise y = x * scale + shift; scale and shift (Fractions) have the tensor's number of
+    axes and broadcast to its shape (e.g. (C, 1, 1) per channel). ONNX Mul/Div/Add/Sub by
+    constants and BatchNormalization become this layer."""
+
+    scale: np.ndarray
+    shift: np.ndarray
+
+    kind = "affine"
+
+    def __post_init__(self):
+        if self.scale.ndim != self.shift.ndim:
+            raise ValueError(f"affine: scale {self.scale.shape} and shift {self.shift.shape} differ in rank")
+        si, ds = to_scaled_ints(self.scale)
+        hi, dh = to_scaled_ints(self.shift)
+        object.__setattr__(self, "_scaled", (si, ds, hi, dh, _maxabs(si), _maxabs(hi)))
+
+    def out_shape(self, shape):
+        if self.scale.ndim != len(shape):
+            raise ValueError(f"affine: scale has {self.scale.ndim} axes, the input {len(shape)}")
+        try:
+            got = np.broadcast_shapes(tuple(shape), self.scale.shape, self.shift.shape)
+        except ValueError:
+            got = None
+        if got != tuple(shape):
+            raise ValueError(f"affine: scale {self.scale.shape} / shift {self.shift.shape} do not broadcast to {tuple(shape)}")
+        return tuple(shape)
+
+    def apply(self, x, den):
+        si, ds, hi, dh, smax, hmax = self._scaled
+        D = math.lcm(den * ds, dh)
+        m1, m2 = D // (den * ds), D // dh
+        bound = _maxabs(x) * smax * m1 + hmax * m2
+        x = _fit(x, bound)
+        out = x * _fit(si, bound)[None] * m1 + _fit(hi, bound)[None] * m2
         return _reduce(out, D)
 
 
@@ -231,9 +388,12 @@ class Parallel:
         return np.concatenate(parts, axis=1), D
 
 
-Layer = Union[Conv2d, ReLU, GlobalMaxPool, Flatten, Dense, Parallel]
+Layer = Union[Conv2d, ReLU, GlobalMaxPool, Flatten, Dense, Parallel, GeneralConv2d, MaxPool, Affine]
 LAYER_KINDS: dict[str, type] = {
     "conv2d": Conv2d,
+    "conv2d_general": GeneralConv2d,
+    "max_pool": MaxPool,
+    "affine": Affine,
     "relu": ReLU,
     "global_max_pool": GlobalMaxPool,
     "flatten": Flatten,
@@ -313,12 +473,19 @@ class Network:
         yield from _params(self.layers, "layers")
 
 
+def _param_names(layer) -> tuple[str, ...]:
+    if isinstance(layer, (Conv2d, Dense, GeneralConv2d)):
+        return ("weight", "bias")
+    if isinstance(layer, Affine):
+        return ("scale", "shift")
+    return ()
+
+
 def _params(layers, prefix):
     for k, layer in enumerate(layers):
-        if isinstance(layer, (Conv2d, Dense)):
-            yield f"{prefix}[{k}].weight", layer.weight
-            yield f"{prefix}[{k}].bias", layer.bias
-        elif isinstance(layer, Parallel):
+        for nm in _param_names(layer):
+            yield f"{prefix}[{k}].{nm}", getattr(layer, nm)
+        if isinstance(layer, Parallel):
             for b, branch in enumerate(layer.branches):
                 yield from _params(branch, f"{prefix}[{k}].branches[{b}]")
 
@@ -343,8 +510,9 @@ def with_parameter(net: Network, path: str, flat_index: int, value: Fraction) ->
         out = []
         for k, layer in enumerate(layers):
             p = f"{prefix}[{k}]"
-            if isinstance(layer, (Conv2d, Dense)):
-                out.append(type(layer)(put(layer.weight, p + ".weight"), put(layer.bias, p + ".bias")))
+            names = _param_names(layer)
+            if names:
+                out.append(dataclasses.replace(layer, **{nm: put(getattr(layer, nm), f"{p}.{nm}") for nm in names}))
             elif isinstance(layer, Parallel):
                 out.append(Parallel(tuple(rebuild(b, f"{p}.branches[{i}]") for i, b in enumerate(layer.branches))))
             else:
@@ -375,6 +543,14 @@ def _layers_json(layers: Sequence[Layer]) -> list[dict]:
     for layer in layers:
         if isinstance(layer, (Conv2d, Dense)):
             out.append({"type": layer.kind, "weight": _nested(layer.weight), "bias": _nested(layer.bias)})
+        elif isinstance(layer, GeneralConv2d):
+            out.append({"type": layer.kind, "weight": _nested(layer.weight), "bias": _nested(layer.bias),
+                        "stride": list(layer.stride), "pads": list(layer.pads), "dilation": list(layer.dilation)})
+        elif isinstance(layer, MaxPool):
+            out.append({"type": layer.kind, "kernel": list(layer.kernel), "stride": list(layer.stride),
+                        "pads": list(layer.pads), "dilation": list(layer.dilation)})
+        elif isinstance(layer, Affine):
+            out.append({"type": layer.kind, "scale": _nested(layer.scale), "shift": _nested(layer.shift)})
         elif isinstance(layer, Parallel):
             out.append({"type": "parallel", "branches": [_layers_json(b) for b in layer.branches]})
         else:
@@ -544,8 +720,26 @@ def _array(src: str, key: str, raw: Any, ndim: int) -> np.ndarray:
     return _frozen(fraction_array(vals, shape))
 
 
+_GEOMETRY = {"stride": 2, "pads": 4, "dilation": 2, "kernel": 2}
 _LAYER_KEYS = {"conv2d": {"type", "weight", "bias"}, "dense": {"type", "weight", "bias"},
-               "parallel": {"type", "branches"}}
+               "parallel": {"type", "branches"},
+               "conv2d_general": {"type", "weight", "bias", "stride", "pads", "dilation"},
+               "max_pool": {"type", "kernel", "stride", "pads", "dilation"},
+               "affine": {"type", "scale", "shift"}}
+
+
+def _ints(src: str, key: str, raw: Any, n: int, least: int) -> tuple[int, ...]:
+    if (not isinstance(raw, list) or len(raw) != n
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < least for v in raw)):
+        raise InputError(src, key, f"must be an array of {n} integers >= {least}, found {raw!r}")
+    return tuple(raw)
+
+
+def _depth(raw: Any) -> int:
+    d = 0
+    while isinstance(raw, list) and raw:
+        raw, d = raw[0], d + 1
+    return d
 
 
 def _layers_from_json(src: str, raw: Any, where: str) -> tuple[Layer, ...]:
@@ -577,6 +771,11 @@ def _layers_from_json(src: str, raw: Any, where: str) -> tuple[Layer, ...]:
             if b.shape[0] != w.shape[0]:
                 raise InputError(src, f"{key}.bias", f"has {b.shape[0]} entries, the weight has {w.shape[0]} outputs")
             out.append(Conv2d(w, b) if t == "conv2d" else Dense(w, b))
+        elif t in ("conv2d_general", "max_pool", "affine"):
+            try:
+                out.append(_geometric_layer(src, key, t, ld))
+            except ValueError as e:
+                raise InputError(src, key, str(e)) from None
         elif t == "parallel":
             if "branches" not in ld:
                 raise InputError(src, f"{key}.branches", "missing: a parallel layer needs a non-empty array of branches")
@@ -587,6 +786,31 @@ def _layers_from_json(src: str, raw: Any, where: str) -> tuple[Layer, ...]:
         else:
             out.append(LAYER_KINDS[t]())
     return tuple(out)
+
+
+def _geometric_layer(src: str, key: str, t: str, ld: dict) -> Layer:
+    geo = {}
+    for g, n in _GEOMETRY.items():
+        if g in _LAYER_KEYS[t] and g in ld:
+            geo[g] = _ints(src, f"{key}.{g}", ld[g], n, 0 if g == "pads" else 1)
+    if t == "affine":
+        for req in ("scale", "shift"):
+            if req not in ld:
+                raise InputError(src, f"{key}.{req}", "missing: an affine layer needs a scale and a shift")
+        return Affine(_array(src, f"{key}.scale", ld["scale"], max(1, _depth(ld["scale"]))),
+                      _array(src, f"{key}.shift", ld["shift"], max(1, _depth(ld["shift"]))))
+    if t == "max_pool":
+        if "kernel" not in ld:
+            raise InputError(src, f"{key}.kernel", "missing: a max_pool layer needs a kernel [kh, kw]")
+        return MaxPool(**geo)
+    for req in ("weight", "bias"):
+        if req not in ld:
+            raise InputError(src, f"{key}.{req}", f"missing: a {t} layer needs a weight and a bias")
+    w = _array(src, f"{key}.weight", ld["weight"], 4)
+    b = _array(src, f"{key}.bias", ld["bias"], 1)
+    if b.shape[0] != w.shape[0]:
+        raise InputError(src, f"{key}.bias", f"has {b.shape[0]} entries, the weight has {w.shape[0]} outputs")
+    return GeneralConv2d(w, b, **geo)
 
 
 _TOP_KEYS = {"format", "version", "input", "classes", "layers", "channel_names", "description"}

@@ -36,7 +36,18 @@ import z3
 
 from cnnproof.constructions.scenes import Placement, _separated, anchors_for
 from cnnproof.constructions.task import ClassSpec, Task
-from cnnproof.verifier.network import Conv2d, Dense, Flatten, GlobalMaxPool, Network, Parallel, ReLU
+from cnnproof.verifier.network import (
+    Affine,
+    Conv2d,
+    Dense,
+    Flatten,
+    GeneralConv2d,
+    GlobalMaxPool,
+    MaxPool,
+    Network,
+    Parallel,
+    ReLU,
+)
 from cnnproof.verifier.outcome import Counterexample, Proved, Question, Refuted, Unknown, Verdict
 from cnnproof.verifier.recheck import confirm, witness_for, worst_other
 
@@ -171,6 +182,40 @@ class Encoder:
                     for j in range(W - kw + 1):
                         out[o, i, j] = lin_combo(((w, x[c, i + a, j + b]) for c, a, b, w in nz[o]), layer.bias[o])
             return out
+        if isinstance(layer, GeneralConv2d):
+            O, I, kh, kw = layer.weight.shape
+            C, H, W = x.shape
+            t, l, _, _ = layer.pads
+            (sh, sw), (dh, dw) = layer.stride, layer.dilation
+            _, Ho, Wo = layer.out_shape(x.shape)
+            out = np.empty((O, Ho, Wo), dtype=object)
+            for o in range(O):
+                taps = [(c, a, b, layer.weight[o, c, a, b]) for c in range(I) for a in range(kh) for b in range(kw)
+                        if layer.weight[o, c, a, b] != 0]
+                for i in range(Ho):
+                    for j in range(Wo):
+                        items = []
+                        for c, a, b, w in taps:
+                            r, q = i * sh - t + a * dh, j * sw - l + b * dw
+                            if 0 <= r < H and 0 <= q < W:  # outside: zero padding
+                                items.append((w, x[c, r, q]))
+                        out[o, i, j] = lin_combo(items, layer.bias[o])
+            return out
+        if isinstance(layer, MaxPool):
+            C, H, W = x.shape
+            _, Ho, Wo = layer.out_shape(x.shape)
+            out = np.empty((C, Ho, Wo), dtype=object)
+            for i, j, cells in layer.windows(H, W):
+                for c in range(C):
+                    out[c, i, j] = self.max([x[c, r, q] for r, q in cells])
+            return out
+        if isinstance(layer, Affine):
+            scale = np.broadcast_to(layer.scale, x.shape)
+            shift = np.broadcast_to(layer.shift, x.shape)
+            out = np.empty(x.shape, dtype=object)
+            for idx in np.ndindex(x.shape):
+                out[idx] = lin_combo([(scale[idx], x[idx])] if scale[idx] != 0 else [], shift[idx])
+            return out
         if isinstance(layer, ReLU):
             out = np.empty(x.shape, dtype=object)
             for idx in np.ndindex(x.shape):
@@ -195,7 +240,7 @@ class Encoder:
         raise TypeError(f"no SMT encoding for layer {layer!r}")
 
 
-SMT_LAYERS = (Conv2d, ReLU, GlobalMaxPool, Flatten, Dense, Parallel)
+SMT_LAYERS = (Conv2d, ReLU, GlobalMaxPool, Flatten, Dense, Parallel, GeneralConv2d, MaxPool, Affine)
 
 
 # ---------------------------------------------------------------------------------------------

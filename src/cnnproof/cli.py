@@ -69,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prove", help="prove that a network classifies every image of a task correctly")
     _task_arg(p, optional=True)
-    p.add_argument("--net", metavar="NET.json", help="the network (default: build the paper's network)")
+    p.add_argument("--net", metavar="NET.json|MODEL.onnx",
+                   help="the network: cnnproof JSON or an ONNX model (docs/onnx.md); default: build the paper's network")
+    p.add_argument("--classes", metavar="A,B,...", help="ONNX: the class name of each output index, in order "
+                   "(default: the names recorded by `cnnproof export`)")
+    p.add_argument("--ignore-metadata", action="store_true", help="ONNX: do not compare the initializers with the exact "
+                   "weights recorded in the file's metadata (the proof never trusts the metadata either way)")
     p.add_argument("--method", default="auto", choices=list(METHODS))
     p.add_argument("--margin", metavar="Q", help="prove N_c - N_c' >= Q (an exact rational such as 1/2); default: strict N_c > N_c'")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up (UNKNOWN, exit 3) after S seconds")
@@ -78,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="solve independent obligations in N processes (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--png", metavar="FILE.png", help="draw the counterexample (when REFUTED) with its windows outlined and the logits beside it (docs/pictures.md)")
+
+    p = sub.add_parser("export", help="write a network as an ONNX model (float32) with its proof in the metadata")
+    p.add_argument("source", metavar="TASK.toml|NET.json", help="a task (its paper's network is built and proved) or a network")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.onnx")
+    p.add_argument("--task", metavar="TASK.toml", help="with a NET.json source: prove it on this task and record the task's sha256")
+    p.add_argument("--certificate", metavar="CERT.json", help="record this certificate's sha256 and margin (it must certify this network)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up proving after S seconds")
+    p.add_argument("--force", action="store_true", help="export even when the network is not proved on the task")
 
     p = sub.add_parser("sample", help="draw images of a task: a PNG contact sheet or an .npz dataset")
     _task_arg(p, optional=True)
@@ -102,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="print a task's features and classes as text")
     _task_arg(p, optional=True)
+
+    p = sub.add_parser("export-vnnlib", help="write the zero-error question as ONNX + one VNN-LIB query per scene, "
+                       "for a second verifier (docs/crosscheck.md)")
+    _task_arg(p)
+    p.add_argument("--net", metavar="NET.json|MODEL.onnx", help="the network (default: build the paper's network)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="the folder to write (must be empty without --force)")
+    p.add_argument("--margin", metavar="Q", help="ask N_c - N_c' >= Q (an exact rational); default: strict N_c > N_c'")
+    p.add_argument("--max-scenes", type=int, default=2000, metavar="N", help="refuse (exit 2) a task with more scenes (default 2000)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
     return ap
 
 
@@ -135,6 +157,10 @@ def _dispatch(args) -> int:
         return cmd_certify(args)
     if args.command == "check":
         return cmd_check(args)
+    if args.command == "export":
+        from cnnproof.onnx_commands import cmd_export
+
+        return cmd_export(args)
     if getattr(args, "task", None) is None:
         args.task = str(default_task_path())
     if getattr(args, "png", None):
@@ -157,6 +183,10 @@ def _dispatch(args) -> int:
 
         print(task_text(task))
         return EXIT_PROVED
+    if args.command == "export-vnnlib":
+        from cnnproof.verifier.vnnlib import export_command
+
+        return export_command(task, args)
     raise InputError(None, None, f"unknown command {args.command}")
 
 
@@ -289,10 +319,9 @@ def cmd_build(task, args) -> int:
 
 
 def cmd_prove(task, args) -> int:
-    from cnnproof.constructions.task_to_network import build_network
-    from cnnproof.verifier.network import load_network
+    from cnnproof.onnx_commands import float_claim, load_net_arg
     from cnnproof.verifier.outcome import Question
-    from cnnproof.verifier.prove import check_compatible, prove
+    from cnnproof.verifier.prove import prove
 
     margin = None
     if args.margin is not None:
@@ -302,13 +331,8 @@ def cmd_prove(task, args) -> int:
             raise InputError(None, "--margin", str(e)) from None
         if margin <= 0:
             raise InputError(None, "--margin", "the margin must be > 0")
-    if args.net:
-        net = load_network(args.net)
-        check_compatible(task, net, args.net)
-        net_desc = args.net
-    else:
-        net = build_network(task)
-        net_desc = "the paper's network (built from the task)"
+    loaded = load_net_arg(task, args)
+    net, net_desc = loaded.net, loaded.desc
     q = Question("zero_error", margin)
     t0 = time.perf_counter()
     if args.certificate:
@@ -317,7 +341,9 @@ def cmd_prove(task, args) -> int:
         with _progress_bar(not args.json) as bar:
             v = prove(task, net, q, method=args.method, timeout=args.timeout, seed=args.seed,
                       progress=None if args.json else _status, jobs=args.jobs, bar=bar)
-    return _report(task, net, q, v, time.perf_counter() - t0, args, net_desc)
+    fl = float_claim(task, loaded, q, v, lambda q2: prove(task, net, q2, method=args.method, timeout=args.timeout,
+                                                          seed=args.seed, jobs=args.jobs))
+    return _report(task, net, q, v, time.perf_counter() - t0, args, net_desc, float_claim=fl, loaded=loaded)
 
 
 # -- reporting -----------------------------------------------------------------------------------
@@ -339,11 +365,27 @@ def _picture(task, q, v, args) -> str | None:
     return str(path)
 
 
-def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None) -> int:
+def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None, float_claim=None, loaded=None) -> int:
     from cnnproof.constructions.scenes import image_text
     from cnnproof.verifier.outcome import Proved, Refuted
 
     picture = _picture(task, q, v, args)
+    onnx_file = loaded is not None and loaded.onnx is not None
+    notes = list(loaded.onnx.notes) if onnx_file else []
+    if onnx_file and loaded.onnx.metadata_checked:
+        notes.append("the initializers match the exact weights recorded at export")
+    exit_code = v.exit_code
+    if onnx_file and float_claim is not None and float_claim.status != "PROVED":
+        exit_code = 3  # the file computes in float32: an unproved float claim is not a proof of the file
+    ort = None
+    if onnx_file and isinstance(v, Refuted):
+        from cnnproof.onnx_commands import onnxruntime_logits
+
+        got = onnxruntime_logits(args.net, v.counterexample.image)
+        if got is not None:
+            c = task.class_index(v.counterexample.cls)
+            others = [float(x) for k, x in enumerate(got) if k != c]
+            ort = {"logits": [float(x) for x in got], "misclassified": bool(max(others) >= float(got[c]))}
     if getattr(args, "json", False):
         out = {
             "task": task.name,
@@ -364,8 +406,14 @@ def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None) 
             out["reason"] = v.reason
         if picture:
             out["picture"] = picture
+        if float_claim is not None:
+            out["float32"] = float_claim.to_json()
+        if notes:
+            out["notes"] = notes
+        if ort is not None:
+            out["onnxruntime"] = ort
         print(json.dumps(out, indent=1))
-        return v.exit_code
+        return exit_code
     print(f"task      {task.name}  ({task.channels}x{task.height}x{task.width}, {len(task.features)} features, "
           f"{len(task.classes)} classes, noise {format_rational(task.noise)})")
     if net_desc:
@@ -377,6 +425,10 @@ def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None) 
         print(f"margin    exact worst-case N_c - N_c' = {format_rational(v.margin)}")
     if v.verdict == "UNKNOWN":
         print(f"reason    {v.reason}")
+    if float_claim is not None:
+        print(f"float32   {float_claim.text}")
+    for note in notes:
+        print(f"note      {note}")
     print(f"time      {seconds:.3f} s")
     if picture:
         print(f"picture   {picture}")
@@ -398,6 +450,10 @@ def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None) 
             c, o = task.class_index(cex.cls), task.class_index(cex.other)
             print(f"  N_{cex.cls} - N_{cex.other} = {format_rational(cex.logits[c] - cex.logits[o])}"
                   + ("" if q.margin is None else f" < margin {format_rational(q.margin)}"))
+            if ort is not None:
+                shown = ", ".join(f"{n}={x:.7g}" for n, x in zip(task.class_names, ort["logits"]))
+                print(f"  onnxruntime on the image in float32: {shown} "
+                      f"({'misclassified too' if ort['misclassified'] else 'classified correctly: the exact gap is within float32 rounding'})")
         print("  image:")
         print(image_text(task, cex.image))
         if any(Fraction(x) not in task.levels for x in cex.image.ravel()):
@@ -405,7 +461,7 @@ def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None) 
             for ch, plane in enumerate(cex.image):
                 for r, row in enumerate(plane):
                     print("   ", " ".join(format_rational(x) for x in row))
-    return v.exit_code
+    return exit_code
 
 
 if __name__ == "__main__":
