@@ -277,8 +277,20 @@ def _affine(layer: Affine, st: _State, extra) -> _State:
 
 def analyse(task: Task, net: Network, extra_roundings: dict | None = None) -> FloatBound:
     """Bound the float32 error of every logit and of every logit difference on the task's images."""
-    extra = extra_roundings or {}
     st, e_in, notes = _input_state(task)
+    return _analyse(net, st, e_in, notes, extra_roundings or {}, task.noise != 0)
+
+
+def analyse_box(net: Network, lo: Fraction, hi: Fraction, input_error: Fraction = Fraction(0),
+                extra_roundings: dict | None = None) -> FloatBound:
+    """The same analysis for every input in the box [lo, hi]^(C x H x W) given as float32 numbers
+    (``input_error`` 0) or rounded to float32 (``input_error`` >= u max(|lo|, |hi|))."""
+    C, H, W = net.input_shape
+    st = _State([Fraction(lo)] * C, [Fraction(hi)] * C, [Fraction(input_error)] * C, [None] * C, (H, W))
+    return _analyse(net, st, Fraction(input_error), [], extra_roundings or {}, True)
+
+
+def _analyse(net: Network, st: _State, e_in: Fraction, notes: list[str], extra: dict, noisy: bool) -> FloatBound:
     layers = list(net.layers)
     last = layers[-1] if layers else None
     tail_relu = False
@@ -311,7 +323,7 @@ def analyse(task: Task, net: Network, extra_roundings: dict | None = None) -> Fl
         reason = "every input, weight and intermediate value is a float32 number (a multiple of 2^-k below 2^(24-k)), so float32 is exact"
     elif e_in != 0:
         reason = ("the input is not exact in float32 (noise or a level that is not a float32 number)"
-                  if task.noise or notes else "the input is not exact in float32")
+                  if noisy or notes else "the input is not exact in float32")
     else:
         reason = "some weight or intermediate value is not exactly representable in float32, or a sum may reach 2^24"
     return FloatBound(integer_ok, reason, [_up(e) for e in out.err], pair, e_in, notes)

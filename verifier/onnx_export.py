@@ -40,22 +40,10 @@ META_PREFIX = "cnnproof."
 
 def to_float32(values: np.ndarray) -> np.ndarray:
     """The nearest float32 of each exact rational (ties to even), as a float32 array."""
-    flat = [_nearest_f32(Fraction(v)) for v in np.asarray(values, dtype=object).ravel()]
+    from cnnproof.constructions.render import nearest_float32
+
+    flat = [nearest_float32(Fraction(v)) for v in np.asarray(values, dtype=object).ravel()]
     return np.array(flat, dtype=np.float32).reshape(np.shape(values))
-
-
-def _nearest_f32(q: Fraction) -> np.float32:
-    """Round a rational to the nearest float32 exactly (no double rounding through float64)."""
-    f = np.float32(float(q))  # float(q) is correctly rounded to float64; fix a double-rounding tie
-    if not np.isfinite(f):
-        raise ValueError(f"{q} is outside the float32 range")
-    if Fraction(float(f)) == q:
-        return f
-    lo, hi = (f, np.nextafter(f, np.float32(np.inf))) if Fraction(float(f)) < q else (np.nextafter(f, np.float32(-np.inf)), f)
-    dlo, dhi = q - Fraction(float(lo)), Fraction(float(hi)) - q
-    if dlo != dhi:
-        return lo if dlo < dhi else hi
-    return lo if int(lo.view(np.uint32)) % 2 == 0 else hi
 
 
 class _Builder:

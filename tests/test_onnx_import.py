@@ -1,0 +1,261 @@
+"""ONNX import: every supported operator against onnxruntime, and clear errors for the rest.
+
+Each model of the zoo is run by onnxruntime on random float32 images; the imported network's
+exact logits on the same images must lie within the float32 bound that ``floatbound`` proves
+for them. That tests three things at once: that the importer reads each operator as
+onnxruntime computes it, that the exact evaluation of the new layer kinds is right, and that
+the rounding bound is a bound.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from cnnproof.cli import main
+from cnnproof.verifier.errors import InputError
+from cnnproof.verifier.floatbound import analyse_box
+from cnnproof.verifier.network import Conv2d, GeneralConv2d, MaxPool, network_from_json, network_to_json
+from cnnproof.verifier.onnx_import import load_onnx
+
+ort = pytest.importorskip("onnxruntime")
+
+RNG = np.random.default_rng(7)
+
+
+def _w(*shape, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def model(nodes, inits, C=1, H=6, W=6, K=2, out="logits", extra_out=None):
+    g = helper.make_graph(
+        nodes, "zoo",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", C, H, W])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", K])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def head(x, n_in, K=2):
+    """Flatten x and a Gemm to K logits."""
+    return ([helper.make_node("Flatten", [x], ["flat"], axis=1),
+             helper.make_node("Gemm", ["flat", "Wh", "Bh"], ["logits"], transB=1)],
+            {"Wh": _w(K, n_in), "Bh": _w(K)})
+
+
+def conv_model(attrs, C=1, O=2, k=(3, 3), pool=None, H=6, W=6, group=1):
+    nodes = [helper.make_node("Conv", ["image", "Wc", "Bc"], ["c"], name="conv", **attrs), helper.make_node("Relu", ["c"], ["r"])]
+    inits = {"Wc": _w(O, C // group, *k), "Bc": _w(O)}
+    sess_shape = _shape_of(nodes, inits, C, H, W, "r")
+    last = "r"
+    if pool is not None:
+        nodes.append(pool)
+        last = pool.output[0]
+        sess_shape = _shape_of(nodes, inits, C, H, W, last)
+    hn, hi = head(last, int(np.prod(sess_shape[1:])))
+    inits.update(hi)
+    return model(nodes + hn, inits, C=C, H=H, W=W)
+
+
+def _shape_of(nodes, inits, C, H, W, name):
+    g = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", C, H, W])],
+                          [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, {"image": np.zeros((1, C, H, W), np.float32)})[0].shape
+
+
+def _zoo():
+    z = {}
+    z["conv-plain"] = conv_model({}, pool=helper.make_node("GlobalMaxPool", ["r"], ["p"]))
+    z["conv-stride-pad"] = conv_model({"strides": [2, 1], "pads": [1, 0, 1, 2]})
+    z["conv-dilation"] = conv_model({"dilations": [2, 2]}, H=7, W=7)
+    z["conv-same-upper"] = conv_model({"auto_pad": "SAME_UPPER", "strides": [2, 2]}, k=(2, 3))
+    z["conv-same-lower"] = conv_model({"auto_pad": "SAME_LOWER"}, k=(2, 2))
+    z["conv-group"] = conv_model({"group": 2}, C=2, O=4, k=(2, 2), group=2)
+    z["maxpool"] = conv_model({}, pool=helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 1], pads=[1, 1, 0, 0]))
+    z["maxpool-whole-map"] = conv_model({}, pool=helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[4, 4]))
+    z["avgpool"] = conv_model({}, pool=helper.make_node("AveragePool", ["r"], ["p"], kernel_shape=[3, 2], strides=[1, 2]))
+    z["avgpool-pad-included"] = conv_model({}, pool=helper.make_node("AveragePool", ["r"], ["p"], kernel_shape=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1))
+    z["global-avgpool"] = conv_model({}, pool=helper.make_node("GlobalAveragePool", ["r"], ["p"]))
+    # BatchNormalization, Mul / Div / Sub / Add by constants, Identity, Dropout
+    nodes = [helper.make_node("Conv", ["image", "Wc", "Bc"], ["c"]),
+             helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["bn"], epsilon=1e-3),
+             helper.make_node("Relu", ["bn"], ["r"]),
+             helper.make_node("Mul", ["r", "s"], ["mul"]),
+             helper.make_node("Div", ["mul", "d"], ["div"]),
+             helper.make_node("Sub", ["div", "sub"], ["sb"]),
+             helper.make_node("Sub", ["sub2", "sb"], ["sb2"]),
+             helper.make_node("Identity", ["sb2"], ["id"]),
+             helper.make_node("Dropout", ["id"], ["dr"]),
+             helper.make_node("GlobalMaxPool", ["dr"], ["p"])]
+    inits = {"Wc": _w(3, 1, 2, 2), "Bc": _w(3), "g": _w(3), "b": _w(3), "m": _w(3, scale=0.1),
+             "v": np.abs(_w(3)) + 0.5, "s": _w(1, 3, 1, 1), "d": np.array([3.0], np.float32),
+             "sub": _w(3, 1, 1), "sub2": np.array(0.25, np.float32)}
+    hn, hi = head("p", 3)
+    inits.update(hi)
+    z["bn-arith"] = model(nodes + hn, inits)
+    # two branches from one tensor, concatenated; Reshape and Squeeze; MatMul + Add; Softmax
+    nodes = [helper.make_node("Conv", ["image", "W1", "B1"], ["a"]),
+             helper.make_node("Relu", ["a"], ["ar"]),
+             helper.make_node("GlobalMaxPool", ["ar"], ["ap"]),
+             helper.make_node("Conv", ["image", "W2", "B2"], ["b"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["b"], ["br"]),
+             helper.make_node("GlobalMaxPool", ["br"], ["bp"]),
+             helper.make_node("Concat", ["ap", "bp"], ["cat"], axis=1),
+             helper.make_node("Constant", [], ["shape"], value=numpy_helper.from_array(np.array([-1, 5], np.int64))),
+             helper.make_node("Reshape", ["cat", "shape"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "M"], ["mm"]),
+             helper.make_node("Add", ["mm", "bias"], ["lg"]),
+             helper.make_node("Softmax", ["lg"], ["probs"], axis=1)]
+    inits = {"W1": _w(2, 1, 3, 3), "B1": _w(2), "W2": _w(3, 1, 2, 2), "B2": _w(3), "M": _w(5, 2), "bias": _w(2)}
+    z["branches-softmax"] = model(nodes, inits, out="probs")
+    nodes = [helper.make_node("Conv", ["image", "W1", "B1"], ["a"]),
+             helper.make_node("GlobalMaxPool", ["a"], ["ap"]),
+             helper.make_node("Squeeze", ["ap", "axes"], ["sq"]),
+             helper.make_node("Gemm", ["sq", "G", "C"], ["logits"], alpha=0.5, beta=2.0)]
+    inits = {"W1": _w(4, 1, 3, 3), "B1": _w(4), "axes": np.array([2, 3], np.int64), "G": _w(4, 2), "C": _w(1, 2)}
+    z["squeeze-gemm-alpha"] = model(nodes, inits)
+    return z
+
+
+ZOO = _zoo()
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_matches_onnxruntime_within_the_float_bound(name, tmp_path):
+    m = ZOO[name]
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(m, path)
+    imp = load_onnx(path, classes=["a", "b"])
+    net = imp.net
+    C, H, W = net.input_shape
+    x = RNG.uniform(-1, 1, (40, C, H, W)).astype(np.float32)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    if name == "branches-softmax":  # the claim is on the logits: compare the log-ratios instead
+        got = np.log(got.astype(np.float64))
+        got = got - got[:, :1]
+    fb = analyse_box(net, Fraction(-1), Fraction(1), extra_roundings=imp.extra_roundings)
+    for k in range(len(x)):
+        exact = net.evaluate(np.vectorize(lambda v: Fraction(float(v)), otypes=[object])(x[k]))
+        if name == "branches-softmax":
+            exact = [e - exact[0] for e in exact]
+            for j in range(2):  # log-softmax differences: float error of the logits, plus log/exp rounding
+                assert abs(Fraction(float(got[k, j])) - exact[j]) <= fb.logit_errors[0] + fb.logit_errors[j] + Fraction(1, 10**5)
+            continue
+        for j in range(2):
+            err = abs(Fraction(float(got[k, j])) - exact[j])
+            assert err <= fb.logit_errors[j], (name, k, j, float(err), float(fb.logit_errors[j]))
+    # and the imported network survives the JSON round trip
+    again = network_from_json(network_to_json(net))
+    assert network_to_json(again) == network_to_json(net)
+
+
+def test_geometry_layers_are_chosen_as_expected(tmp_path):
+    def kinds(name):
+        onnx.save(ZOO[name], tmp_path / "m.onnx")
+        return [l.kind for l in load_onnx(tmp_path / "m.onnx", classes=["a", "b"]).net.layers]
+
+    assert kinds("conv-plain")[0] == Conv2d.kind  # stride 1, no padding: the compositional form
+    assert kinds("conv-stride-pad")[0] == GeneralConv2d.kind
+    assert MaxPool.kind in kinds("maxpool")
+    assert "global_max_pool" in kinds("maxpool-whole-map")  # a MaxPool over the whole map is GlobalMaxPool
+    assert kinds("branches-softmax")[0] == "parallel"
+
+
+def _err(capsys, argv) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def _save(m, tmp_path, name="m.onnx"):
+    p = tmp_path / name
+    p.write_bytes(m.SerializeToString())
+    return str(p)
+
+
+@pytest.fixture
+def faces_task(root):
+    return str(root / "proofs" / "tasks" / "faces.toml")
+
+
+def _faces_like(nodes, inits, out="logits"):
+    return model(nodes, inits, C=1, H=8, W=8, out=out)
+
+
+def test_unsupported_operator_names_the_node(tmp_path, capsys, faces_task):
+    nodes = [helper.make_node("Conv", ["image", "W", "B"], ["c"]),
+             helper.make_node("Sigmoid", ["c"], ["s"], name="squash"),
+             helper.make_node("GlobalMaxPool", ["s"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["logits"])]
+    p = _save(_faces_like(nodes, {"W": _w(2, 1, 2, 2), "B": _w(2)}), tmp_path)
+    code, err = _err(capsys, ["prove", faces_task, "--net", p, "--classes", "face,house"])
+    assert code == 2
+    assert "node 'squash' (Sigmoid)" in err and "not in the supported subset" in err and p in err
+
+
+def test_residual_add_is_refused_clearly(tmp_path, capsys, faces_task):
+    nodes = [helper.make_node("Conv", ["image", "W", "B"], ["c"], pads=[0, 0, 0, 0]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Add", ["c", "r"], ["s"], name="skip"),
+             helper.make_node("GlobalMaxPool", ["s"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["logits"])]
+    p = _save(_faces_like(nodes, {"W": _w(2, 1, 1, 1), "B": _w(2)}), tmp_path)
+    code, err = _err(capsys, ["prove", faces_task, "--net", p, "--classes", "face,house"])
+    assert code == 2 and "node 'skip' (Add)" in err and "both operands are computed" in err
+
+
+def test_weight_data_type_is_checked(tmp_path, capsys, faces_task):
+    nodes = [helper.make_node("Conv", ["image", "W", "B"], ["c"]),
+             helper.make_node("GlobalMaxPool", ["c"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["logits"])]
+    m = _faces_like(nodes, {"W": _w(2, 1, 2, 2), "B": _w(2)})
+    m.graph.initializer[0].CopyFrom(numpy_helper.from_array(_w(2, 1, 2, 2).astype(np.float16), "W"))
+    p = _save(m, tmp_path)
+    code, err = _err(capsys, ["prove", faces_task, "--net", p, "--classes", "face,house"])
+    assert code == 2 and "initializer 'W'" in err and "FLOAT16" in err
+
+
+def test_classes_are_required_and_counted(tmp_path, capsys, faces_task):
+    nodes = [helper.make_node("Conv", ["image", "W", "B"], ["c"]),
+             helper.make_node("GlobalMaxPool", ["c"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["logits"])]
+    p = _save(_faces_like(nodes, {"W": _w(2, 1, 2, 2), "B": _w(2)}), tmp_path)
+    code, err = _err(capsys, ["prove", faces_task, "--net", p])
+    assert code == 2 and "--classes" in err
+    code, err = _err(capsys, ["prove", faces_task, "--net", p, "--classes", "face,house,tree"])
+    assert code == 2 and "names 3 classes, the model outputs 2 logits" in err
+    code, err = _err(capsys, ["prove", faces_task, "--net", p, "--classes", "house,face"])
+    assert code == 2 and "are not the task's" in err  # the task's class order is the output order
+
+
+def test_not_an_onnx_file(tmp_path, capsys, faces_task):
+    p = tmp_path / "junk.onnx"
+    p.write_bytes(b"\x08\x01garbage")
+    code, err = _err(capsys, ["prove", faces_task, "--net", str(p), "--classes", "face,house"])
+    assert code == 2 and str(p) in err
+
+
+def test_a_trained_style_network_is_decided_and_counterexamples_agree_with_onnxruntime(tmp_path, faces_task, capsys):
+    """A random (untrained) Conv/ReLU/GlobalMaxPool/Gemm model: refuted, and onnxruntime
+    misclassifies the reported counterexample too (or it is a float32 tie)."""
+    import json
+
+    nodes = [helper.make_node("Conv", ["image", "W", "B"], ["c"]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalMaxPool", ["r"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "G", "C"], ["logits"], transB=1)]
+    p = _save(_faces_like(nodes, {"W": _w(3, 1, 2, 3), "B": _w(3), "G": _w(2, 3), "C": _w(2)}), tmp_path)
+    code = main(["prove", faces_task, "--net", p, "--classes", "face,house", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["verdict"] == "REFUTED"
+    assert out["onnxruntime"]["misclassified"] is True
