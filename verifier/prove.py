@@ -67,17 +67,26 @@ def prove(
     # auto: the compositional method whenever the network has its form
     from cnnproof.verifier import compositional
 
+    prefix = "auto"
     if q.theorem == "wellposed" or not isinstance(compositional.decompose(net), str):
         if progress:
             progress("compositional: window, scene and head lemmas")
-        return _rename(compositional.prove(task, net, q, deadline=deadline, jobs=jobs, progress=bar), "auto/compositional")
+        v = compositional.prove(task, net, q, deadline=deadline, jobs=jobs, progress=bar, fallback=False)
+        if not (isinstance(v, Unknown) and v.reason.startswith("lemmas undecided")) or q.theorem == "wellposed":
+            if isinstance(v, Unknown) and v.reason.startswith("lemmas undecided"):
+                v = compositional.prove(task, net, q, deadline=deadline, jobs=jobs, progress=bar)
+            return _rename(v, "auto/compositional")
+        # the lemmas cannot decide (e.g. a trained convolution): the general pipeline below
+        prefix = "auto/compositional->"
+        if progress:
+            progress(f"compositional: {v.reason}")
     from cnnproof.verifier import falsify
 
     if progress:
         progress("falsifier: sampled scenes and noise corners")
     cex = falsify.falsify(task, net, q, seed=seed)
     if cex is not None:
-        return Refuted("auto/falsifier", cex)
+        return Refuted(_join(prefix, "falsifier"), cex)
     exhaustive_ok = not (q.theorem == "zero_error" and task.noise != 0)
     if exhaustive_ok:
         try:
@@ -90,12 +99,16 @@ def prove(
             if progress:
                 progress(f"exhaustive: {total} scenes")
             v = exhaustive.prove(task, net, q, deadline=deadline)
-            return _rename(v, "auto/exhaustive")
+            return _rename(v, _join(prefix, "exhaustive"))
     from cnnproof.verifier import smt
 
     if progress:
         progress("smt: one z3 query per class")
-    return _rename(smt.prove(task, net, q, deadline=deadline), "auto/smt")
+    return _rename(smt.prove(task, net, q, deadline=deadline), _join(prefix, "smt"))
+
+
+def _join(prefix: str, method: str) -> str:
+    return prefix + method if prefix.endswith(">") else f"{prefix}/{method}"
 
 
 def _rename(v: Verdict, method: str) -> Verdict:
