@@ -259,3 +259,34 @@ def test_a_trained_style_network_is_decided_and_counterexamples_agree_with_onnxr
     out = json.loads(capsys.readouterr().out)
     assert code == 1 and out["verdict"] == "REFUTED"
     assert out["onnxruntime"]["misclassified"] is True
+
+
+def test_float_claim_unknown_exits_3_for_an_onnx_file(tmp_path, capsys, faces_task):
+    """Adding 2^24 to the logits keeps the exact proof (margin 1) but float32 cannot tell
+    2^24 + 1 from 2^24: the float claim is UNKNOWN, the file's verdict exit 3, and onnxruntime
+    indeed ties on a face image."""
+    import json
+
+    from cnnproof import build_network, load_task
+    from cnnproof.verifier.onnx_export import network_to_onnx
+
+    task = load_task(faces_task)
+    m = network_to_onnx(build_network(task), metadata={"cnnproof.classes": json.dumps(["face", "house"])})
+    m.graph.node[-1].output[0] = "pre"
+    m.graph.node.append(helper.make_node("Add", ["pre", "big"], ["logits"], name="shift"))
+    m.graph.initializer.append(numpy_helper.from_array(np.array([2.0**24], np.float32), "big"))
+    p = _save(m, tmp_path)
+    code = main(["prove", faces_task, "--net", p, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdict"] == "PROVED" and out["float32"]["status"] == "UNKNOWN" and code == 3, out
+    # the same network as cnnproof JSON: the exact proof stands (exit 0), the float line is informational
+    from cnnproof.verifier.network import save_network
+
+    save_network(load_onnx(p).net, tmp_path / "net.json")
+    assert main(["prove", faces_task, "--net", str(tmp_path / "net.json")]) == 0
+    assert "float32   UNKNOWN" in capsys.readouterr().out
+    from cnnproof.constructions.render import sample_dataset
+
+    ds = sample_dataset(task, 4, seed=0)
+    got = ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"image": ds.images})[0]
+    assert (got[:, 0] == got[:, 1]).any()  # a float32 tie on an image the exact network gets right
