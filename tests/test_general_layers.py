@@ -109,3 +109,31 @@ def test_general_layer_counts():
     if not COUNTS:
         return  # run alone with -k: nothing to check
     assert COUNTS["general"] >= 10 and COUNTS["REFUTED"] >= 3 and COUNTS["PROVED"] >= 3 and COUNTS["brute force"] >= 6, COUNTS
+
+
+def _doc(layers, shape=(1, 3, 3)):
+    return {"format": "cnnproof-network", "version": 1,
+            "input": {"channels": shape[0], "height": shape[1], "width": shape[2]},
+            "classes": ["a", "b"], "layers": layers}
+
+
+def test_general_layer_json_errors_name_the_key():
+    import pytest
+
+    from cnnproof.verifier.errors import InputError
+
+    conv = {"type": "conv2d_general", "weight": [[[[1]]]], "bias": [0], "stride": [0, 1]}
+    tail = [{"type": "global_max_pool"}, {"type": "flatten"}, {"type": "dense", "weight": [[1], [0]], "bias": [0, 0]}]
+    with pytest.raises(InputError, match=r"layers\[0\]\.stride: must be an array of 2 integers >= 1"):
+        network_from_json(_doc([conv] + tail), "n.json")
+    with pytest.raises(InputError, match=r"layers\[0\]\.kernel: missing"):
+        network_from_json(_doc([{"type": "max_pool"}] + tail), "n.json")
+    with pytest.raises(InputError, match=r"layers\[0\]: max_pool: padding must be smaller than the kernel"):
+        network_from_json(_doc([{"type": "max_pool", "kernel": [2, 2], "pads": [2, 0, 0, 0]}] + tail), "n.json")
+    with pytest.raises(InputError, match=r"layers\[0\].*do not broadcast"):
+        network_from_json(_doc([{"type": "affine", "scale": [[[1, 2]]], "shift": [[[0]]]}] + tail), "n.json")
+    ok = network_from_json(_doc([{"type": "affine", "scale": [[["1/2"]]], "shift": [[[1]]]},
+                                 {"type": "max_pool", "kernel": [2, 2], "stride": [1, 1], "pads": [1, 1, 0, 0]}] + tail))
+    from cnnproof.verifier.exact import fraction_array as fa
+
+    assert ok.evaluate(fa([0, 2, 4, 6, 8, 10, 12, 14, 16], (1, 3, 3))) == [Fraction(9), Fraction(0)]

@@ -144,3 +144,24 @@ def test_a_one_weight_change_is_refuted_and_onnxruntime_misclassifies_too(stem, 
         assert "was changed after `cnnproof export`" in capsys.readouterr().err
         return
     pytest.fail("no one-weight change of the head made the margin negative")
+
+
+REFUTED = [e for e in MANIFEST if e["network"] == "REFUTED"]
+
+
+@pytest.mark.parametrize("entry", REFUTED, ids=lambda e: Path(e["file"]).stem)
+def test_refuted_catalogue_networks_are_refuted_from_the_file_and_onnxruntime_agrees(entry, tmp_path, capsys):
+    """Ill-posed tasks: the exported paper's network (--force) is refuted from the ONNX file, and
+    onnxruntime's logits on the counterexample are within the float32 bound of the exact ones."""
+    task_path = str(ROOT / "proofs" / entry["file"])
+    p = tmp_path / "m.onnx"
+    assert main(["export", task_path, "-o", str(p), "--force"]) == 0
+    capsys.readouterr()
+    code, out = _run(capsys, ["prove", task_path, "--net", str(p)])
+    assert code == 1 and out["verdict"] == "REFUTED"
+    task = load_task(task_path)
+    imp = load_onnx(p)
+    fb = analyse(task, imp.net, imp.extra_roundings)
+    for j, v in enumerate(out["onnxruntime"]["logits"]):
+        assert abs(Fraction(v) - Fraction(out["counterexample"]["logits"][j])) <= fb.logit_errors[j]
+    assert out["onnxruntime"]["misclassified"] is True  # the paper's network ties, exactly and in float32
