@@ -190,6 +190,7 @@ ALLOWED = {
     "cnnproof.constructions.task", "cnnproof.verifier.network", "cnnproof.verifier.exact",
     "cnnproof.verifier.errors", "cnnproof.verifier.certificate", "cnnproof.verifier.checker",
     "cnnproof.constructions.task_to_network",  # only to rebuild a network the certificate says was built
+    "cnnproof.verifier.onnx_import",  # the reader of an ONNX network file (no proof search)
 }
 ALLOWED_FROM_CERTIFICATE = {"task_sha256", "network_sha256"}
 
@@ -233,3 +234,26 @@ def test_head_smtlib_is_deterministic_and_exact(certs):
     b = head_smtlib(net, list(wins), dict(st), [["roof", "door"]], 0, Fraction(1, 2))
     assert a == b
     assert "(- (/ 1 3))" in a and "(< (- " in a and "-1" not in a
+
+
+def test_a_certificate_of_an_onnx_file_is_checked_against_the_file(tmp_path):
+    """prove --net MODEL.onnx --certificate: the checker reads the ONNX file exactly; an edited
+    initializer changes the network's sha256 and the certificate is rejected."""
+    import onnx
+    from onnx import numpy_helper
+
+    from cnnproof.cli import main
+
+    model = tmp_path / "faces.onnx"
+    cert = tmp_path / "faces.cert.json"
+    assert main(["export", str(TASKS / "faces.toml"), "-o", str(model)]) == 0
+    assert main(["prove", str(TASKS / "faces.toml"), "--net", str(model), "--certificate", str(cert)]) == 0
+    assert check_certificate(cert).ok
+    m = onnx.load(str(model))
+    init = m.graph.initializer[-1]
+    arr = numpy_helper.to_array(init).copy()
+    arr.flat[0] += 1
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    onnx.save(m, str(model))
+    res = check_certificate(cert)
+    assert not res.ok and "sha256" in res.reason

@@ -59,6 +59,16 @@ def _q(v, where: str) -> Fraction:
         raise Rejected(f"{where}: {e}") from None
 
 
+def _read_network(path, classes) -> Network:
+    """A cnnproof JSON network, or an ONNX file read exactly (its outputs named as the theorem's
+    classes; its metadata are not consulted)."""
+    if str(path).lower().endswith(".onnx"):
+        from cnnproof.verifier.onnx_import import load_onnx
+
+        return load_onnx(path, classes=list(classes), check_metadata=False).net
+    return load_network(path)
+
+
 def _resolve(name: str, cert_path: Path) -> str:
     p = Path(name)
     if not p.is_absolute() and (cert_path.parent / p).exists():
@@ -115,9 +125,9 @@ def _check(cert: dict, cert_path: Path, task_path, net_path, relied: dict) -> st
         if not isinstance(info, dict):
             raise Rejected("a zero-error certificate names no network")
         if net_path:
-            net = load_network(net_path)
+            net = _read_network(net_path, th["classes"])
         elif info.get("file"):
-            net = load_network(_resolve(info["file"], cert_path))
+            net = _read_network(_resolve(info["file"], cert_path), th["classes"])
         elif info.get("built"):
             from cnnproof.constructions.task_to_network import build_network
 
