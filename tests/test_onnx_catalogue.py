@@ -5,7 +5,8 @@ For every well-posed task of ``proofs/manifest.toml``:
 * ``cnnproof export TASK -o MODEL.onnx`` then ``cnnproof prove TASK --net MODEL.onnx`` is
   PROVED with the float32 claim PROVED;
 * onnxruntime's logits on 1000 sampled images (``cnnproof sample``'s generator, float32 images
-  inside G_c) are within the proven float32 bound of the exact logits, and classify correctly;
+  inside G_c) are within the proven float32 bound of the exact logits, and classify correctly
+  (the bound is checked on every catalogue task, ill-posed ones included);
 * a one-weight change in the exported file that makes the exact worst-case margin negative is
   refuted (exit 1), with a counterexample that onnxruntime misclassifies too and on which
   onnxruntime's logits are within the float32 bound of the exact ones; without
@@ -55,12 +56,14 @@ def _exact_logits(net, images: np.ndarray) -> tuple[np.ndarray, int]:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    """Every catalogue task's paper's network as ONNX (``--force`` where it is refuted)."""
     d = tmp_path_factory.mktemp("onnx")
     out = {}
-    for e in WELLPOSED:
+    for e in MANIFEST:
         task = str(ROOT / "proofs" / e["file"])
         path = d / (Path(e["file"]).stem + ".onnx")
-        assert main(["export", task, "-o", str(path)]) == 0, e["file"]
+        force = [] if e in WELLPOSED else ["--force"]
+        assert main(["export", task, "-o", str(path)] + force) == 0, e["file"]
         out[Path(e["file"]).stem] = (task, path)
     return out
 
@@ -79,7 +82,7 @@ def test_export_then_prove_the_file_with_the_float32_claim(entry, exported, caps
     assert out["float32"]["argument"] == ("rounding bound" if noisy else "integer")
 
 
-@pytest.mark.parametrize("entry", WELLPOSED, ids=lambda e: Path(e["file"]).stem)
+@pytest.mark.parametrize("entry", MANIFEST, ids=lambda e: Path(e["file"]).stem)
 def test_onnxruntime_agrees_with_exact_evaluation_on_sampled_images(entry, exported):
     task_path, path = exported[Path(entry["file"]).stem]
     task = load_task(task_path)
@@ -97,7 +100,8 @@ def test_onnxruntime_agrees_with_exact_evaluation_on_sampled_images(entry, expor
         for j in range(K):
             err = abs(Fraction(float(got[k, j])) - Fraction(int(ints[k, j]), den))
             assert err <= fb.logit_errors[j], (k, j, float(err))
-    assert (got.argmax(axis=1) == ds.labels[keep]).all()
+    if entry in WELLPOSED:  # proved: onnxruntime classifies every sampled image correctly
+        assert (got.argmax(axis=1) == ds.labels[keep]).all()
 
 
 def _mutants(path: Path):
