@@ -17,7 +17,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from cnnproof.cli import main
-from cnnproof.verifier.errors import InputError
 from cnnproof.verifier.floatbound import analyse_box
 from cnnproof.verifier.network import Conv2d, GeneralConv2d, MaxPool, network_from_json, network_to_json
 from cnnproof.verifier.onnx_import import load_onnx

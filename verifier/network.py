@@ -35,7 +35,6 @@ from cnnproof.verifier.errors import InputError
 from cnnproof.verifier.exact import (
     INT64_SAFE,
     fraction_array,
-    lcm_of_denominators,
     parse_rational,
     rational_json,
     to_scaled_ints,

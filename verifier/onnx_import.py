@@ -646,7 +646,6 @@ def load_onnx(path: str | Path, classes: Sequence[str] | None = None, check_meta
 def compare_metadata(imp: Imported) -> bool:
     """If the file records exact weights (``cnnproof export``), the initializers must be their
     float32 roundings. Returns whether there was something to compare; a mismatch is an error."""
-    from cnnproof.verifier.network import network_to_json
     from cnnproof.verifier.onnx_export import to_float32
 
     raw = imp.metadata.get("cnnproof.exact_network")

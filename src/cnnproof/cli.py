@@ -297,7 +297,7 @@ def _certified(task, task_file, net, net_file, q, args):
 def cmd_build(task, args) -> int:
     from cnnproof.constructions.task_to_network import build_network
     from cnnproof.verifier.network import save_network
-    from cnnproof.verifier.outcome import Question, Refuted, Unknown
+    from cnnproof.verifier.outcome import Question
     from cnnproof.verifier.prove import prove
 
     if not args.force:
@@ -443,7 +443,7 @@ def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None, 
             for name, (i, j) in cex.accidental:
                 print(f"    {name} appears by accident at ({i},{j})")
             if not cex.accidental:
-                print(f"    its required features are all placed in the scene")
+                print("    its required features are all placed in the scene")
         else:
             logits = ", ".join(f"{n}={format_rational(x)}" for n, x in zip(task.class_names, cex.logits))
             print(f"  logits: {logits}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -169,7 +168,6 @@ def cmd_export(args) -> int:
         task_digest = cert.get("task", {}).get("sha256")
     else:
         task_digest = None
-    t0 = time.perf_counter()
     if task is not None:
         task_digest = task_sha256(task)
         if margin is None or not args.certificate:
@@ -185,8 +183,6 @@ def cmd_export(args) -> int:
                 print(f"warning: exporting a network that is {v.verdict} on task {task.name}", file=sys.stderr)
             else:
                 margin = v.margin
-                from cnnproof.verifier import floatbound
-
                 fl = float_claim(task, LoadedNet(net, src), q, v,
                                  lambda q2: prove(task, net, q2, method="auto", timeout=args.timeout))
                 claim_text = fl.text if fl else None
