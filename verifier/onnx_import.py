@@ -241,11 +241,17 @@ class _Importer:
             raise InputError(self.src, "graph.output", f"the logits must be a vector per image, found shape {('N',) + seq.shape}")
         K = math.prod(seq.shape)
         names = self.class_names(classes, K)
+        meta = {p.key: p.value for p in self.model.metadata_props}
+        try:  # informational labels of the pooled channels (they do not change the function)
+            channels = json.loads(meta.get("cnnproof.channel_names", "[]"))
+        except json.JSONDecodeError:
+            channels = []
+        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+            channels = []
         try:
-            net = Network(chw, layers, tuple(names))
+            net = Network(chw, layers, tuple(names), tuple(channels))
         except ValueError as e:
             raise InputError(self.src, "graph", str(e)) from None
-        meta = {p.key: p.value for p in self.model.metadata_props}
         return Imported(net, self.src, meta, self.notes, self.extra)
 
     def class_names(self, classes, K) -> list[str]:
