@@ -320,7 +320,7 @@ def _analyse(net: Network, st: _State, e_in: Fraction, notes: list[str], extra: 
             else:
                 pair[(c, d)] = _up(out.err[c] + out.err[d])
     if integer_ok:
-        reason = "every input, weight and intermediate value is a float32 number (a multiple of 2^-k below 2^(24-k)), so float32 is exact"
+        reason = "inputs, weights and all intermediate values are exact float32 numbers, so float32 evaluation is exact"
     elif e_in != 0:
         reason = ("the input is not exact in float32 (noise or a level that is not a float32 number)"
                   if noisy or notes else "the input is not exact in float32")
