@@ -57,6 +57,7 @@ class Imported:
     # (BatchNormalization computes its scale and shift in float32 at run time)
     extra_roundings: dict[int, Any] = field(default_factory=dict)
     metadata_checked: bool = False
+    output_after: str | None = None  # the trailing Softmax/LogSoftmax whose input is the logits
 
 
 def _exact(arr: np.ndarray, src: str, key: str) -> np.ndarray:
@@ -252,7 +253,8 @@ class _Importer:
             net = Network(chw, layers, tuple(names), tuple(channels))
         except ValueError as e:
             raise InputError(self.src, "graph", str(e)) from None
-        return Imported(net, self.src, meta, self.notes, self.extra)
+        return Imported(net, self.src, meta, self.notes, self.extra,
+                        output_after=None if softmax is None else softmax.op_type)
 
     def class_names(self, classes, K) -> list[str]:
         if classes is not None:

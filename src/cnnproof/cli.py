@@ -385,7 +385,8 @@ def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None, 
         if got is not None:
             c = task.class_index(v.counterexample.cls)
             others = [float(x) for k, x in enumerate(got) if k != c]
-            ort = {"logits": [float(x) for x in got], "misclassified": bool(max(others) >= float(got[c]))}
+            ort = {"logits": [float(x) for x in got], "misclassified": bool(max(others) >= float(got[c])),
+                   "output": "logits" if loaded.onnx.output_after is None else f"after {loaded.onnx.output_after}"}
     if getattr(args, "json", False):
         out = {
             "task": task.name,
@@ -452,7 +453,8 @@ def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None, 
                   + ("" if q.margin is None else f" < margin {format_rational(q.margin)}"))
             if ort is not None:
                 shown = ", ".join(f"{n}={x:.7g}" for n, x in zip(task.class_names, ort["logits"]))
-                print(f"  onnxruntime on the image in float32: {shown} "
+                what = "" if ort["output"] == "logits" else f" ({ort['output']})"
+                print(f"  onnxruntime on the image in float32{what}: {shown} "
                       f"({'misclassified too' if ort['misclassified'] else 'classified correctly: the exact gap is within float32 rounding'})")
         print("  image:")
         print(image_text(task, cex.image))
