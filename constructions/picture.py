@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 PLACED = (30, 144, 255)  # thin outline: a placement of the scene
 OFFENDING = (255, 0, 0)  # thick outline: a window that breaks the claim
+EVIDENCE = (255, 150, 0)  # thick outline: where the network's evidence for the wrong class peaks
 FRAME = (128, 128, 128)
 GRID = 96  # gray of the 1-px grid between enlarged pixels (as the contact sheet)
 MAX_WINDOWS = 64  # offending windows drawn per feature (the rest are counted in the text)
@@ -143,7 +144,7 @@ def offending_windows(task: Task, cex, theorem: str) -> list[tuple[str, tuple[in
 
 
 def _text_lines(task: Task, cex, theorem: str, margin: Fraction | None,
-                offending: list[tuple[str, tuple[int, int]]]) -> list[tuple[str, tuple[int, int, int] | None]]:
+                offending: list[tuple[str, tuple[int, int]]], evidence=()) -> list[tuple[str, tuple[int, int, int] | None]]:
     """The text panel: (line, swatch colour or None)."""
     from cnnproof.verifier.outcome import Question
 
@@ -194,6 +195,12 @@ def _text_lines(task: Task, cex, theorem: str, margin: Fraction | None,
     for name, k in shown.items():
         if k > 8:
             add(f"  ... {name}: {k} windows in all" + (f", {MAX_WINDOWS} drawn" if k > MAX_WINDOWS else ""))
+    if evidence:
+        add(f"the network's evidence for {cex.other} (thick)", EVIDENCE)
+        add("  where a pooled channel peaks, ranked by how much")
+        add(f"  it raises N_{cex.other} - N_{cex.cls}:")
+        for e in evidence:
+            add(f"  {e.label} at ({e.row},{e.col}), {e.height}x{e.width}: max {decimal(e.value)}, raises it by {decimal(e.push)}")
     if any(Fraction(x) not in task.levels for x in np.asarray(cex.image).ravel().tolist()):
         add("")
         add("off-level (noisy) pixels are drawn at their")
@@ -207,7 +214,7 @@ def _text_lines(task: Task, cex, theorem: str, margin: Fraction | None,
     return L
 
 
-def picture(task: Task, cex, theorem: str, margin: Fraction | None = None) -> "Image.Image":
+def picture(task: Task, cex, theorem: str, margin: Fraction | None = None, evidence=()) -> "Image.Image":
     """The picture of a counterexample (see the module docstring) as an RGB PIL image."""
     from PIL import Image, ImageDraw
 
@@ -223,7 +230,7 @@ def picture(task: Task, cex, theorem: str, margin: Fraction | None = None) -> "I
     sc = lay.scale
     offending = offending_windows(task, cex, theorem)
     font, title_font = _font(13), _font(15)
-    lines = _text_lines(task, cex, theorem, margin, offending)
+    lines = _text_lines(task, cex, theorem, margin, offending, evidence)
 
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     line_h = max(probe.textbbox((0, 0), "Ag_(", font=font)[3], 14) + 4
@@ -262,6 +269,10 @@ def picture(task: Task, cex, theorem: str, margin: Fraction | None = None) -> "I
             h, w = task.feature(p.feature).size
             x0, y0, x1, y1 = lay.box(ch, p.row, p.col, h, w)
             draw.rectangle((x0 + inset, y0 + inset, x1 - inset, y1 - inset), outline=PLACED, width=thin)
+        for e in evidence:  # just outside the window, so that a red outline of the same window shows
+            x0, y0, x1, y1 = lay.box(ch, e.row, e.col, e.height, e.width)
+            g = thick + 1
+            draw.rectangle((x0 - g, y0 - g, x1 + g, y1 + g), outline=EVIDENCE, width=thick)
         for name, (i, j) in shown:
             h, w = task.feature(name).size
             draw.rectangle(lay.box(ch, i, j, h, w), outline=OFFENDING, width=thick)
@@ -276,10 +287,10 @@ def picture(task: Task, cex, theorem: str, margin: Fraction | None = None) -> "I
     return pic
 
 
-def png_bytes(task: Task, cex, theorem: str, margin: Fraction | None = None) -> bytes:
+def png_bytes(task: Task, cex, theorem: str, margin: Fraction | None = None, evidence=()) -> bytes:
     """The picture as PNG bytes, built in memory."""
     buf = io.BytesIO()
-    picture(task, cex, theorem, margin).save(buf, format="PNG")
+    picture(task, cex, theorem, margin, evidence).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -293,7 +304,8 @@ def check_png_path(path: str | Path) -> None:
         raise InputError(str(path), None, "cannot write the --png picture: it is a directory (give a file name such as cex.png)")
 
 
-def draw_counterexample(path: str | Path, task: Task, cex, theorem: str, margin: Fraction | None = None) -> None:
+def draw_counterexample(path: str | Path, task: Task, cex, theorem: str, margin: Fraction | None = None,
+                        evidence=()) -> None:
     """Write the picture of ``cex`` (a ``Counterexample`` to ``theorem``, "wellposed" or
     "zero_error", with the claim's margin) to ``path`` as PNG, atomically.
 
@@ -302,7 +314,7 @@ def draw_counterexample(path: str | Path, task: Task, cex, theorem: str, margin:
     from cnnproof.verifier.network import write_atomic
 
     check_png_path(path)
-    data = png_bytes(task, cex, theorem, margin)
+    data = png_bytes(task, cex, theorem, margin, evidence)
     try:
         write_atomic(Path(path), data)
     except OSError as e:

@@ -127,3 +127,37 @@ def test_missing_directory_is_bad_input(tmp_path, capsys, command):
 def test_directory_as_path_is_bad_input(tmp_path, capsys):
     assert main(["check-task", str(TOUCHING), "--png", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_zero_error_picture_outlines_where_the_networks_evidence_peaks(tmp_path):
+    """For a network of the compositional form (here: random weights, refuted), the window
+    where the pooled channel that most favours the wrong class peaks is outlined in orange."""
+    import numpy as np
+    from PIL import Image
+
+    from cnnproof import load_task
+    from cnnproof.constructions.picture import EVIDENCE, layout
+    from cnnproof.verifier.exact import fraction_array
+    from cnnproof.verifier.explain import peak_windows
+    from cnnproof.verifier.network import Conv2d, Dense, Flatten, GlobalMaxPool, Network, ReLU, save_network
+    from cnnproof.verifier.outcome import Question
+    from cnnproof.verifier.prove import prove
+
+    task = load_task(ROOT / "proofs" / "tasks" / "faces.toml")
+    rng = np.random.default_rng(3)
+    w = fraction_array([int(v) for v in rng.integers(-2, 3, 3 * 2 * 3)], (3, 1, 2, 3))
+    net = Network((1, 8, 8), (Conv2d(w, fraction_array([0, 0, 0], (3,))), ReLU(), GlobalMaxPool(), Flatten(),
+                              Dense(fraction_array([1, -1, 0, -1, 1, 1], (2, 3)), fraction_array([0, 0], (2,)))),
+                  task.class_names)
+    v = prove(task, net, Question("zero_error"), method="exhaustive")
+    cex = v.counterexample
+    ev = peak_windows(net, cex.image, task.class_index(cex.cls), task.class_index(cex.other))
+    assert ev and all(e.push > 0 for e in ev)
+    save_network(net, tmp_path / "net.json")
+    out = tmp_path / "cex.png"
+    assert main(["prove", str(ROOT / "proofs" / "tasks" / "faces.toml"), "--net", str(tmp_path / "net.json"),
+                 "--method", "exhaustive", "--png", str(out)]) == 1
+    pic = np.asarray(Image.open(out).convert("RGB"))
+    x0, y0, x1, y1 = layout(task).box(0, ev[0].row, ev[0].col, ev[0].height, ev[0].width)
+    band = pic[max(0, y0 - 8) : y0, x0:x1].reshape(-1, 3)  # just above the window: the orange box
+    assert (band == np.array(EVIDENCE, dtype=np.uint8)).all(axis=1).any()

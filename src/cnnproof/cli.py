@@ -349,7 +349,7 @@ def cmd_prove(task, args) -> int:
 # -- reporting -----------------------------------------------------------------------------------
 
 
-def _picture(task, q, v, args) -> str | None:
+def _picture(task, q, v, args, net=None) -> str | None:
     """``--png FILE``: draw a refuted verdict's counterexample; the path written, or None."""
     from cnnproof.verifier.outcome import Refuted
 
@@ -361,7 +361,13 @@ def _picture(task, q, v, args) -> str | None:
         return None
     from cnnproof.constructions.picture import draw_counterexample
 
-    draw_counterexample(path, task, v.counterexample, q.theorem, q.margin)
+    evidence = ()
+    if net is not None and q.theorem == "zero_error":
+        from cnnproof.verifier.explain import peak_windows
+
+        cex = v.counterexample
+        evidence = peak_windows(net, cex.image, task.class_index(cex.cls), task.class_index(cex.other))
+    draw_counterexample(path, task, v.counterexample, q.theorem, q.margin, evidence)
     return str(path)
 
 
@@ -369,7 +375,7 @@ def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None, 
     from cnnproof.constructions.scenes import image_text
     from cnnproof.verifier.outcome import Proved, Refuted
 
-    picture = _picture(task, q, v, args)
+    picture = _picture(task, q, v, args, net)
     onnx_file = loaded is not None and loaded.onnx is not None
     notes = list(loaded.onnx.notes) if onnx_file else []
     if onnx_file and loaded.onnx.metadata_checked:
