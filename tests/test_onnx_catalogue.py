@@ -169,3 +169,30 @@ def test_refuted_catalogue_networks_are_refuted_from_the_file_and_onnxruntime_ag
     for j, v in enumerate(out["onnxruntime"]["logits"]):
         assert abs(Fraction(v) - Fraction(out["counterexample"]["logits"][j])) <= fb.logit_errors[j]
     assert out["onnxruntime"]["misclassified"] is True  # the paper's network ties, exactly and in float32
+
+
+def test_the_onnx_catalogue_gate_and_a_tampered_model(tmp_path, capsys):
+    """`cnnproof certify proofs/onnx` passes; after one initializer of a model is edited, its
+    certificate is rejected (exit 1)."""
+    import shutil
+
+    assert main(["certify", str(ROOT / "proofs" / "onnx"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["passed"] == 3 and all("float32 PROVED" in e["how"] for e in s["entries"] if e["found"] == "PROVED")
+    d = tmp_path / "proofs"
+    shutil.copytree(ROOT / "proofs" / "tasks", d / "tasks")
+    shutil.copytree(ROOT / "proofs" / "onnx", d / "onnx")
+    for name in ("faces.onnx", "faces_mutant.onnx"):
+        model = d / "onnx" / "models" / name
+        m = onnx.load(str(model))
+        init = m.graph.initializer[0]
+        a = numpy_helper.to_array(init).copy()
+        a.flat[0] += 1
+        init.CopyFrom(numpy_helper.from_array(a, init.name))
+        onnx.save(m, str(model))
+    assert main(["certify", str(d / "onnx"), "--json"]) == 1
+    e = json.loads(capsys.readouterr().out)["entries"]
+    # faces.onnx records its exact weights: the edit is caught on reading the file
+    assert e[0]["status"] == "fail" and "changed after `cnnproof export`" in e[0]["detail"]
+    # faces_mutant.onnx records none: its certificate's network hash no longer matches
+    assert e[2]["status"] == "fail" and "sha256" in e[2]["how"]

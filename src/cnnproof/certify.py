@@ -87,6 +87,24 @@ def _check(cert_path: Path, task_file: str, net_file: str | None):
     return cert.get("verdict"), f"certificate valid ({len(cert.get('obligations', []))} obligations)"
 
 
+def _float_claim(task, net, margin) -> tuple[bool, str]:
+    """The float32 claim for an ONNX file (docs/onnx.md): the integer argument, or the rounding
+    bound against a margin that the compositional prover proves here."""
+    from cnnproof.verifier import compositional, floatbound
+    from cnnproof.verifier.outcome import Proved, Question
+
+    fb = floatbound.analyse(task, net)
+    if fb.integer_ok:
+        return True, "PROVED (integer argument)"
+    need = floatbound.required_margin(fb)
+    if margin is not None and margin >= need:
+        return True, f"PROVED (rounding bound {float(fb.max_pair_error):.3g} < margin {margin})"
+    v = compositional.prove(task, net, Question("zero_error", need), fallback=False)
+    if isinstance(v, Proved):
+        return True, f"PROVED (rounding bound {float(fb.max_pair_error):.3g}, margin proved)"
+    return False, f"UNKNOWN (rounding bound {float(fb.max_pair_error):.3g}: {v.verdict} at that margin)"
+
+
 def run(directory: str, prove: bool = False, update: bool = False, progress=None) -> list[Row]:
     from cnnproof.constructions.task import load_task
     from cnnproof.constructions.task_to_network import build_network
@@ -98,20 +116,27 @@ def run(directory: str, prove: bool = False, update: bool = False, progress=None
     for k, e in enumerate(_manifest(d)):
         task_file = str(d / e["file"])
         net_file = str(d / e["net"]) if e.get("net") else None
+        onnx_file = bool(net_file) and net_file.lower().endswith(".onnx")
+        label = e["file"] + (f" + {e['net']}" if e.get("net") else "")
         try:
             task = load_task(task_file)
-            net = load_network(net_file) if net_file else build_network(task)
+            if onnx_file:
+                from cnnproof.verifier.onnx_import import load_onnx
+
+                net = load_onnx(net_file, classes=e.get("classes")).net
+            else:
+                net = load_network(net_file) if net_file else build_network(task)
         except InputError as err:
             for theorem, key, _ in THEOREMS:
                 if key in e:
-                    rows.append(Row(e["file"], theorem, e[key], "-", "fail", "load", str(err), 0.0))
+                    rows.append(Row(label, theorem, e[key], "-", "fail", "load", str(err), 0.0))
             continue
         margin = parse_rational(e["margin_claim"]) if e.get("margin_claim") else None
         for theorem, key, cert_key in THEOREMS:
             if key not in e:
                 continue
             if progress:
-                progress(f"{e['file']}: {theorem}")
+                progress(f"{label}: {theorem}")
             t0 = time.perf_counter()
             cert_path = d / e[cert_key] if e.get(cert_key) else None
             try:
@@ -125,13 +150,18 @@ def run(directory: str, prove: bool = False, update: bool = False, progress=None
                 found, how = None, f"bad input: {err}"
             dt = time.perf_counter() - t0
             if found is None:
-                rows.append(Row(e["file"], theorem, e[key], "-", "fail", "check", how, dt))
+                rows.append(Row(label, theorem, e[key], "-", "fail", "check", how, dt))
             elif found == "UNKNOWN":
-                rows.append(Row(e["file"], theorem, e[key], found, "unknown", how, "", dt))
+                rows.append(Row(label, theorem, e[key], found, "unknown", how, "", dt))
             else:
                 status = "pass" if found == e[key] else "fail"
                 detail = "" if status == "pass" else f"expected {e[key]}, found {found}"
-                rows.append(Row(e["file"], theorem, e[key], found, status, how, detail, dt))
+                if status == "pass" and onnx_file and theorem == "zero_error" and found == "PROVED":
+                    ok, text = _float_claim(task, net, margin)
+                    how += f"; float32 {text}"
+                    if not ok:  # the file computes in float32: without the float claim it is not proved
+                        status, detail = "unknown", "the float32 claim is not proved"
+                rows.append(Row(label, theorem, e[key], found, status, how, detail, time.perf_counter() - t0))
     return rows
 
 
