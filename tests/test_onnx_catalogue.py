@@ -195,4 +195,4 @@ def test_the_onnx_catalogue_gate_and_a_tampered_model(tmp_path, capsys):
     # faces.onnx records its exact weights: the edit is caught on reading the file
     assert e[0]["status"] == "fail" and "changed after `cnnproof export`" in e[0]["detail"]
     # faces_mutant.onnx records none: its certificate's network hash no longer matches
-    assert e[2]["status"] == "fail" and "sha256" in e[2]["how"]
+    assert e[2]["status"] == "fail" and "sha256" in e[2]["detail"]
