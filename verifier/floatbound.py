@@ -96,6 +96,10 @@ class _State:
     err: list[Fraction]
     grid: list[int | None]
     spatial: tuple[int, ...]  # (H, W) for channel tensors, () for vectors
+    # set by a linear layer: sum |w| (|x| + E) + |b| per output, which bounds what a runtime that
+    # folds a following constant multiply into the weights (ONNX Runtime's Conv/Mul, BatchNorm
+    # fusions) rounds; None after any other layer
+    summag: list[Fraction] | None = None
 
     def mag(self, c: int) -> Fraction:
         return max(abs(self.lo[c]), abs(self.hi[c]))
@@ -161,7 +165,7 @@ def _linear(st: _State, rows: list[list[tuple[int, Fraction]]], bias: list[Fract
             padded: bool, extra: int = 0) -> _State:
     """A layer whose output o is sum_t w_t x_(c_t) + b_o (rows[o] = [(c, w), ...], taps with 0
     dropped); ``padded``: zero padding may enter a window."""
-    lo, hi, err, grid = [], [], [], []
+    lo, hi, err, grid, summag = [], [], [], [], []
     for o, row in enumerate(rows):
         b = bias[o]
         l = h = b
@@ -191,7 +195,8 @@ def _linear(st: _State, rows: list[list[tuple[int, Fraction]]], bias: list[Fract
         hi.append(_up(h))
         err.append(_up(e))
         grid.append(g)
-    return _State(lo, hi, err, grid, out_spatial)
+        summag.append(_up(S + T + abs(b)))
+    return _State(lo, hi, err, grid, out_spatial, summag)
 
 
 def _conv_rows(weight: np.ndarray) -> list[list[tuple[int, Fraction]]]:
@@ -256,10 +261,14 @@ def _affine(layer: Affine, st: _State, extra) -> _State:
             ls.append(min(a, z))
             hs.append(max(a, z))
             X, E = st.mag(c), st.err[c]
+            if st.summag is not None:  # the multiply may be folded into the preceding weights
+                X = max(X, st.summag[c])
             more = mags[c] if mags is not None else Fraction(0)
             e = abs(s) * E + gamma(2 + 1 + extra) * (abs(s) * (X + E) + abs(b) + more) + TINY
             g = None
-            if extra == 0 and st.grid[c] is not None and is_float32(s) and is_float32(b):
+            # (no integer argument when the multiply may be folded into the preceding weights:
+            # a folded weight w * s need not be a float32 number)
+            if extra == 0 and st.summag is None and st.grid[c] is not None and is_float32(s) and is_float32(b):
                 ks, kb = _dyadic_exponent(s), _dyadic_exponent(b)
                 g = max(ks + st.grid[c], kb)
                 if (abs(s) * X + abs(b)) * 2**g >= 2**24 or g > 149:
