@@ -289,3 +289,120 @@ def test_float_claim_unknown_exits_3_for_an_onnx_file(tmp_path, capsys, faces_ta
     ds = sample_dataset(task, 4, seed=0)
     got = ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"image": ds.images})[0]
     assert (got[:, 0] == got[:, 1]).any()  # a float32 tie on an image the exact network gets right
+
+
+# -- regressions from the soundness review (each once broke the bound or the exact reading) ----
+
+
+def _ort(m, x, level=None):
+    opts = ort.SessionOptions()
+    if level is not None:
+        opts.graph_optimization_level = level
+    return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+
+
+def _within(m, x, classes=("a", "b"), lo=-1, hi=1):
+    """onnxruntime (all optimisations, and none) is within the float32 bound of the exact logits."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "m.onnx"
+        onnx.save(m, p)
+        imp = load_onnx(p, classes=list(classes))
+    fb = analyse_box(imp.net, Fraction(lo), Fraction(hi), extra_roundings=imp.extra_roundings)
+    for level in (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ort.GraphOptimizationLevel.ORT_DISABLE_ALL):
+        got = _ort(m, x, level)
+        for k in range(len(x)):
+            exact = imp.net.evaluate(np.vectorize(lambda v: Fraction(float(v)), otypes=[object])(x[k]))
+            for j in range(len(classes)):
+                assert abs(Fraction(float(got[k, j])) - exact[j]) <= fb.logit_errors[j], (k, j, got[k, j], float(exact[j]))
+    return imp, fb
+
+
+from pathlib import Path  # noqa: E402
+
+
+def test_an_add_after_a_biased_layer_is_not_folded_into_its_bias():
+    """fl(fl(x + 2^24) - 2^24) is 0 for x = 1: the bound must charge the sum on |b|, not |b + c|."""
+    nodes = [helper.make_node("Flatten", ["image"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "G", "B"], ["g"], transB=1),
+             helper.make_node("Add", ["g", "C"], ["logits"])]
+    m = model(nodes, {"G": np.ones((2, 1), np.float32), "B": np.array([2.0**24, 0], np.float32),
+                      "C": np.array([-(2.0**24), 0], np.float32)}, H=1, W=1)
+    imp, fb = _within(m, np.ones((1, 1, 1, 1), np.float32), lo=0, hi=1)
+    assert not fb.integer_ok
+    assert [l.kind for l in imp.net.layers] == ["flatten", "dense", "affine"]
+
+
+def test_overflow_makes_the_float_claim_unknown():
+    from cnnproof.verifier.floatbound import claim
+
+    nodes = [helper.make_node("Flatten", ["image"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "G", "B"], ["logits"], transB=1)]
+    m = model(nodes, {"G": np.array([[1e38], [2e38]], np.float32), "B": np.zeros(2, np.float32)}, H=1, W=1)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        onnx.save(m, Path(d) / "m.onnx")
+        net = load_onnx(Path(d) / "m.onnx", classes=["a", "b"]).net
+    fb = analyse_box(net, Fraction(0), Fraction(10))
+    assert fb.overflow and claim(fb, Fraction(10**29)).status == "UNKNOWN"
+    assert np.isinf(_ort(m, np.full((1, 1, 1, 1), 10, np.float32))).all()  # onnxruntime does overflow
+
+
+def test_a_max_pool_window_entirely_in_the_padding_is_refused(tmp_path, capsys, faces_task):
+    nodes = [helper.make_node("MaxPool", ["image"], ["p"], kernel_shape=[2, 1], dilations=[2, 1], pads=[1, 0, 1, 0]),
+             helper.make_node("Flatten", ["p"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "G", "B"], ["logits"], transB=1)]
+    m = model(nodes, {"G": _w(2, 8), "B": _w(2)}, H=1, W=8)
+    p = _save(m, tmp_path)
+    from cnnproof.verifier.errors import InputError as IE
+
+    with pytest.raises(IE, match="lies entirely in the padding"):
+        load_onnx(p, classes=["a", "b"])
+
+
+def test_a_chain_of_constant_multiplies_folded_by_onnxruntime_stays_within_the_bound():
+    k = 12
+    nodes = [helper.make_node("Conv", ["image", "W", "B"], ["m0"])]
+    inits = {"W": np.array([1, 0.5, -1.5], np.float32).reshape(1, 1, 1, 3), "B": np.zeros(1, np.float32)}
+    for i in range(k):
+        nodes.append(helper.make_node("Mul", [f"m{i}", f"s{i}"], [f"m{i + 1}"]))
+        inits[f"s{i}"] = np.array([1.7 + 0.01 * i], np.float32).reshape(1, 1, 1, 1)
+    nodes += [helper.make_node("GlobalMaxPool", [f"m{k}"], ["p"]), helper.make_node("Flatten", ["p"], ["f"], axis=1),
+              helper.make_node("Gemm", ["f", "G", "C"], ["logits"], transB=1)]
+    inits.update({"G": np.array([[1], [-1]], np.float32), "C": np.zeros(2, np.float32)})
+    m = model(nodes, inits, H=1, W=3)
+    _within(m, np.ones((1, 1, 1, 3), np.float32), lo=0, hi=1)
+    x = np.zeros((1, 1, 1, 3), np.float32)  # an all-zero image once crashed exact evaluation
+    _within(m, x, lo=0, hi=1)
+
+
+def test_batchnorm_followed_by_add_keeps_its_extra_roundings():
+    nodes = [helper.make_node("Conv", ["image", "W", "B0"], ["c"]),
+             helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["bn"], epsilon=5.9592725e-08),
+             helper.make_node("Add", ["bn", "a"], ["s"]),
+             helper.make_node("GlobalMaxPool", ["s"], ["p"]), helper.make_node("Flatten", ["p"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "G", "C"], ["logits"], transB=1)]
+    inits = {"W": np.ones((1, 1, 1, 1), np.float32), "B0": np.zeros(1, np.float32),
+             "g": np.array([1.0010573], np.float32), "b": np.zeros(1, np.float32), "m": np.zeros(1, np.float32),
+             "v": np.array([1.0016922], np.float32), "a": np.array([0.5], np.float32).reshape(1, 1, 1),
+             "G": np.array([[1], [0]], np.float32), "C": np.zeros(2, np.float32)}
+    m = model(nodes, inits, H=1, W=1)
+    imp, _ = _within(m, np.array([1.0002819], np.float32).reshape(1, 1, 1, 1), lo=0, hi=2)
+    assert any(isinstance(v, tuple) for v in imp.extra_roundings.values())  # the BN's own model is kept
+    assert [l.kind for l in imp.net.layers].count("affine") == 2  # the Add is not folded into the BN
+
+
+def test_parallel_branches_with_far_apart_denominators_are_exact():
+    """Rescaling branch outputs to a common denominator once wrapped around int64."""
+    from cnnproof.verifier.exact import fraction_array as fa
+    from cnnproof.verifier.network import Affine, Flatten, Network, Parallel
+
+    tiny = Affine(fa([Fraction(1, 2**60)], (1, 1, 1)), fa([0], (1, 1, 1)))
+    big = Affine(fa([3], (1, 1, 1)), fa([0], (1, 1, 1)))
+    net = Network((1, 1, 2), (Parallel(((tiny,), (big,))), Flatten(),
+                              __import__("cnnproof.verifier.network", fromlist=["Dense"]).Dense(
+                                  fa([1, 0, 0, 0, 0, 0, 1, 0], (2, 4)), fa([0, 0], (2,)))), ("a", "b"))
+    x = fa([2**40 + 1, 5], (1, 1, 2))
+    assert net.evaluate(x) == [Fraction(2**40 + 1, 2**60), Fraction(3 * (2**40 + 1))]

@@ -46,6 +46,11 @@ from cnnproof.verifier.network import (
 U = Fraction(1, 2**24)  # unit roundoff of binary32
 TINY = Fraction(1, 2**149)  # the smallest subnormal: bounds one underflowing product
 BITS = 40
+FLT_LIMIT = Fraction(2**128) * (1 - Fraction(1, 2**25))  # magnitudes from here on round to infinity
+
+
+class _Overflow(Exception):
+    """A value may reach the float32 overflow threshold: no float32 claim."""
 
 
 def gamma(n: int) -> Fraction:
@@ -115,6 +120,7 @@ class FloatBound:
     pair_errors: dict[tuple[int, int], Fraction]
     input_error: Fraction
     notes: list[str] = field(default_factory=list)
+    overflow: str | None = None  # why a value may overflow float32 (then no claim)
 
     @property
     def max_pair_error(self) -> Fraction:
@@ -189,13 +195,15 @@ def _linear(st: _State, rows: list[list[tuple[int, Fraction]]], bias: list[Fract
         if g is not None and (S + abs(b)) * 2**g >= 2**24 or (g is not None and g > 149):
             g = None
         e = T + gamma(m + 1 + extra) * (S + T + abs(b)) + m * TINY if m else Fraction(0)
-        if g is not None and all(st.err[c] == 0 for c, _ in row):
+        if g is not None and extra == 0 and all(st.err[c] == 0 for c, _ in row):
             e = Fraction(0)  # exact: every partial sum is a float32 number
         lo.append(_down(l))
         hi.append(_up(h))
         err.append(_up(e))
         grid.append(g)
         summag.append(_up(S + T + abs(b)))
+        if summag[-1] + err[-1] >= FLT_LIMIT:
+            raise _Overflow(f"a sum may reach {float(summag[-1]):.3g}, beyond the float32 range")
     return _State(lo, hi, err, grid, out_spatial, summag)
 
 
@@ -251,10 +259,10 @@ def _affine(layer: Affine, st: _State, extra) -> _State:
     shape = (C,) + st.spatial
     scale = np.broadcast_to(layer.scale, shape).reshape(C, -1)
     shift = np.broadcast_to(layer.shift, shape).reshape(C, -1)
-    lo, hi, err, grid = [], [], [], []
+    lo, hi, err, grid, summag = [], [], [], [], []
     n_spatial = scale.shape[1]
     for c in range(C):
-        ls, hs, es, gs = [], [], [], []
+        ls, hs, es, gs, ms = [], [], [], [], []
         pairs = {(scale[c, k], shift[c, k]) for k in range(n_spatial)}
         for s, b in pairs:
             a, z = s * st.lo[c] + b, s * st.hi[c] + b
@@ -277,11 +285,16 @@ def _affine(layer: Affine, st: _State, extra) -> _State:
                 e = Fraction(0)
             es.append(e)
             gs.append(g)
+            # what a runtime that folds this multiply too (a chain of them) rounds against
+            ms.append(abs(s) * X + abs(b) + more + e)
+            if ms[-1] >= FLT_LIMIT:
+                raise _Overflow(f"an elementwise result may reach {float(ms[-1]):.3g}, beyond the float32 range")
         lo.append(_down(min(ls)))
         hi.append(_up(max(hs)))
         err.append(_up(max(es)))
         grid.append(None if any(g is None for g in gs) else max(gs))
-    return _State(lo, hi, err, grid, st.spatial)
+        summag.append(_up(max(ms)))
+    return _State(lo, hi, err, grid, st.spatial, summag if st.summag is not None else None)
 
 
 def analyse(task: Task, net: Network, extra_roundings: dict | None = None) -> FloatBound:
@@ -300,6 +313,18 @@ def analyse_box(net: Network, lo: Fraction, hi: Fraction, input_error: Fraction 
 
 
 def _analyse(net: Network, st: _State, e_in: Fraction, notes: list[str], extra: dict, noisy: bool) -> FloatBound:
+    try:
+        if max(max(map(abs, st.lo)), max(map(abs, st.hi))) + e_in >= FLT_LIMIT:
+            raise _Overflow("an input value is beyond the float32 range")
+        return _analyse_layers(net, st, e_in, notes, extra, noisy)
+    except _Overflow as e:
+        K = len(net.class_names)
+        inf = Fraction(2**200)  # stands for "unbounded": never below a margin
+        return FloatBound(False, str(e), [inf] * K, {(c, d): inf for c in range(K) for d in range(K) if c != d},
+                          e_in, notes, overflow=str(e))
+
+
+def _analyse_layers(net: Network, st: _State, e_in: Fraction, notes: list[str], extra: dict, noisy: bool) -> FloatBound:
     layers = list(net.layers)
     last = layers[-1] if layers else None
     tail_relu = False
@@ -340,6 +365,8 @@ def _analyse(net: Network, st: _State, e_in: Fraction, notes: list[str], extra: 
 
 def claim(fb: FloatBound, margin: Fraction | None) -> FloatClaim:
     """The float32 claim given the exact worst-case margin (None when it is not known)."""
+    if fb.overflow:
+        return FloatClaim("UNKNOWN", "", None, margin, f"UNKNOWN: {fb.overflow} (the exact proof still stands)")
     if fb.integer_ok:
         return FloatClaim("PROVED", "integer", Fraction(0), margin,
                           "PROVED by the integer argument: " + fb.integer_reason)

@@ -117,7 +117,7 @@ def _conv_apply(layer, x: np.ndarray, den: int, stride, dilation) -> tuple[np.nd
     wi, dw, bi, db, wsum, bmax = layer._scaled
     D = math.lcm(den * dw, db)
     mw, mb = D // (den * dw), D // db
-    bound = _maxabs(x) * wsum * mw + bmax * mb
+    bound = max(_maxabs(x), 1) * max(wsum, 1) * mw + max(bmax, 1) * mb
     x = _fit(x, bound)
     wi = _fit(wi, bound)
     N, _, H, W = x.shape
@@ -221,6 +221,9 @@ class MaxPool:
         Wo = _window_out(W, self.kernel[1], self.stride[1], self.dilation[1], l, r)
         if Ho < 1 or Wo < 1:
             raise ValueError(f"max_pool: the kernel does not fit the padded {H}x{W} input")
+        for i, j, cells in self.windows(H, W):
+            if not cells:
+                raise ValueError(f"max_pool: the window of output ({i},{j}) lies entirely in the padding")
         return (C, Ho, Wo)
 
     def windows(self, H: int, W: int):
@@ -280,7 +283,7 @@ class Affine:
         si, ds, hi, dh, smax, hmax = self._scaled
         D = math.lcm(den * ds, dh)
         m1, m2 = D // (den * ds), D // dh
-        bound = _maxabs(x) * smax * m1 + hmax * m2
+        bound = max(_maxabs(x), 1) * max(smax, 1) * m1 + max(hmax, 1) * m2
         x = _fit(x, bound)
         out = x * _fit(si, bound)[None] * m1 + _fit(hi, bound)[None] * m2
         return _reduce(out, D)
@@ -320,7 +323,7 @@ class Dense:
         wi, dw, bi, db, wsum, bmax = self._scaled
         D = math.lcm(den * dw, db)
         mw, mb = D // (den * dw), D // db
-        bound = _maxabs(x) * wsum * mw + bmax * mb
+        bound = max(_maxabs(x), 1) * max(wsum, 1) * mw + max(bmax, 1) * mb
         x = _fit(x, bound)
         wi = _fit(wi, bound)
         out = (x @ wi.T) * mw + _fit(bi, bound).reshape(1, -1) * mb
@@ -381,7 +384,8 @@ class Parallel:
     def apply(self, x, den):
         results = [_run(b, x, den) for b in self.branches]
         D = math.lcm(*[d for _, d in results])
-        parts = [r * (D // d) for r, d in results]
+        bound = max(max(_maxabs(r), 1) * (D // d) for r, d in results)
+        parts = [_fit(r, bound) * (D // d) for r, d in results]
         if any(p.dtype == object for p in parts):
             parts = [_to_object(p) for p in parts]
         return np.concatenate(parts, axis=1), D

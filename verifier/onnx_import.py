@@ -522,14 +522,18 @@ class _Importer:
         last = x.layers[-1] if x.layers else None
         per_out = cq.size == 1 or (cq.shape[1:] == (1,) * (len(x.shape) - 1))
         # an added constant per output channel folds into a bias: one more summand, any order
-        if sign_x == 1 and per_out and isinstance(last, (Conv2d, GeneralConv2d, Dense)):
+        # (only into a zero bias: fl(fl(sum + b) + c) is not a sum charged on |b + c|; and never
+        # into a layer with extra float32 roundings, e.g. BatchNormalization)
+        plain = last is not None and id(last) not in self.extra
+        if sign_x == 1 and per_out and plain and isinstance(last, (Conv2d, GeneralConv2d, Dense)) \
+                and not any(v != 0 for v in last.bias):
             O = last.bias.shape[0]
             add = np.array([cq.ravel()[0]] * O, dtype=object) if cq.size == 1 else cq.reshape(O)
             import dataclasses
 
             new = dataclasses.replace(last, bias=fraction_array(list(last.bias + add), (O,)))
             return _Seq(x.layers[:-1] + (new,), x.shape)
-        if sign_x == 1 and isinstance(last, Affine) and not any(v != 0 for v in last.shift.ravel()):
+        if sign_x == 1 and plain and isinstance(last, Affine) and not any(v != 0 for v in last.shift.ravel()):
             import dataclasses
 
             shift = np.broadcast_to(last.shift, np.broadcast_shapes(last.shift.shape, cq.shape)) + cq
