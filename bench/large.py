@@ -37,8 +37,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -46,6 +44,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import machine_facts  # bench/machine.py (this folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -162,46 +162,6 @@ def judge(key: str, s: dict, summ: dict) -> tuple[str, str]:
     if key == "c":
         return ("met" if w < 60 else "MISSED"), f"command {fs(w)} (proof {fs(p)}) vs 60 s"
     return "", ""
-
-
-def machine_facts() -> dict:
-    facts = {"python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}",
-             "cores": os.cpu_count()}
-    try:
-        facts["usable_cores"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                facts["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import z3
-
-        facts["z3"] = z3.get_version_string()
-    except ImportError:
-        facts["z3"] = "not installed"
-    try:
-        from cnnproof import __version__
-
-        facts["cnnproof"] = __version__
-    except ImportError:
-        facts["cnnproof"] = "?"
-    try:
-        facts["commit"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                         capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        facts["commit"] = "?"
-    try:
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        facts["dirty"] = bool(dirty)
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return facts
 
 
 def table_rows(summ: dict, judged: dict, extra: dict, jobs_note: dict) -> list[list[str]]:

@@ -39,15 +39,15 @@ import datetime as _dt
 import glob
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
+
+from machine import machine_facts  # bench/machine.py (this folder is on sys.path)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = "bench/results/marabou.md"
@@ -249,40 +249,6 @@ def row(rec: dict) -> list[str]:
             f"{fs(rec['marabou_median'])} / {fs(rec['marabou_max'])}", says, agreement]
 
 
-def machine_facts() -> dict:
-    facts = {"python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}",
-             "cores": os.cpu_count()}
-    try:
-        facts["usable_cores"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                facts["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from importlib import metadata
-
-    for pkg in ("maraboupy", "onnx", "onnxruntime", "z3-solver"):
-        try:
-            facts[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            facts[pkg] = "not installed"
-    from cnnproof import __version__
-
-    facts["cnnproof"] = __version__
-    try:
-        facts["commit"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                         capture_output=True, text=True, check=True).stdout.strip()
-        facts["dirty"] = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                                             capture_output=True, text=True, check=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        facts["commit"] = "?"
-    return facts
-
-
 def markdown(args, facts, started, run_seconds, recs) -> str:
     claim = "strict (N_c > N_c')" if args.margin is None else f"margin {args.margin} (N_c - N_c' >= {args.margin})"
     lines = [
@@ -363,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
 
     margin = None if args.margin is None else parse_rational(args.margin)
     started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    facts = machine_facts()
+    facts = machine_facts(("maraboupy", "onnx", "onnxruntime", "z3-solver"))
     t_run = time.perf_counter()
     recs = []
     workdir = Path(tempfile.mkdtemp(prefix="cnnproof-marabou-"))

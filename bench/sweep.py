@@ -40,7 +40,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -48,6 +47,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import machine_facts  # bench/machine.py (this folder is on sys.path)
 
 # The provers to compare, in table order. Each name is a ``method`` of verifier.prove.prove; a
 # new prover is one more entry here.
@@ -308,45 +309,6 @@ def ratio_rows(sizes, methods, recs) -> list[list[str]]:
                     row.append("-")
         out.append(row)
     return out
-
-
-def machine_facts() -> dict:
-    facts = {"python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}"}
-    facts["cores"] = os.cpu_count()
-    try:
-        facts["usable_cores"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                facts["cpu"] = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                facts["memory_gb"] = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    try:
-        import z3
-
-        facts["z3"] = z3.get_version_string()
-    except ImportError:
-        facts["z3"] = "not installed"
-    import numpy
-
-    facts["numpy"] = numpy.__version__
-    from cnnproof import __version__
-
-    facts["cnnproof"] = __version__
-    try:
-        facts["commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return facts
 
 
 def markdown(args, facts, counts, recs, started: str, run_seconds: float, reused: int, done: bool) -> str:
