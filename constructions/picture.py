@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cnnproof.constructions.render import gray
 from cnnproof.constructions.scenes import occurrences
 from cnnproof.constructions.task import Task
 from cnnproof.verifier.errors import InputError
@@ -118,15 +119,6 @@ def layout(task: Task) -> Layout:
     label_h = 18 if task.channels > 1 else 0
     return Layout(task.channels, task.height, task.width,
                   pixel_scale(task.channels, task.height, task.width), _PAD, _PAD, label_h)
-
-
-def gray(task: Task, plane: np.ndarray) -> np.ndarray:
-    """One channel (H, W) of exact values as uint8 gray: the contact sheet's mapping
-    (``constructions/render.py``), lowest level 0, highest 255, clipped."""
-    lo, hi = float(task.levels[0]), float(task.levels[-1])
-    span = (hi - lo) or 1.0
-    v = np.array([float(x) for x in np.asarray(plane).ravel().tolist()], dtype=np.float64).reshape(plane.shape)
-    return np.round(np.clip((v - lo) / span, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def offending_windows(task: Task, cex, theorem: str) -> list[tuple[str, tuple[int, int]]]:

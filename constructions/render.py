@@ -437,6 +437,15 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def gray(task: Task, plane: np.ndarray) -> np.ndarray:
+    """One channel (H, W) of values (exact or float) as uint8 gray: the lowest level 0, the
+    highest 255, linear between, clipped (noisy pixels beyond the levels)."""
+    lo, hi = float(task.levels[0]), float(task.levels[-1])
+    span = (hi - lo) or 1.0
+    v = np.array([float(x) for x in np.asarray(plane).ravel().tolist()], dtype=np.float64).reshape(np.shape(plane))
+    return np.round(np.clip((v - lo) / span, 0.0, 1.0) * 255).astype(np.uint8)
+
+
 def _pixel_scale(task: Task) -> int:
     """Screen pixels per image pixel: 16 for small canvases, down to 4 for large ones."""
     return max(4, min(16, 160 // max(task.height, task.width * task.channels)))
@@ -456,7 +465,6 @@ def contact_sheet(task: Task, ds: Dataset) -> "PIL.Image.Image":  # noqa: F821
     N = len(ds.scenes)
     sc = _pixel_scale(task)
     grid = sc >= 6
-    lo, hi = float(task.levels[0]), float(task.levels[-1])
     font, title_font = _font(13), _font(15)
     draw0 = ImageDraw.Draw(Image.new("RGB", (1, 1)))
 
@@ -495,16 +503,13 @@ def contact_sheet(task: Task, ds: Dataset) -> "PIL.Image.Image":  # noqa: F821
     draw.text((8, 6), title, fill=(0, 0, 0), font=title_font)
     draw.text((8, 10 + text_size(title, title_font)[1] + 2), legend, fill=(70, 70, 70), font=font)
 
-    span = (hi - lo) or 1.0
     for k in range(N):
         r, c = divmod(k, ncols)
         x0 = 6 + c * cell_w + (cell_w - img_w) // 2
         y0 = title_h + r * cell_h + 4
         panel = np.full((img_h, img_w, 3), 128, dtype=np.uint8)  # frame and channel gaps
         for ch in range(C):
-            g = np.clip((ds.images[k, ch].astype(np.float64) - lo) / span, 0.0, 1.0)
-            g = np.round(g * 255).astype(np.uint8)
-            big = np.kron(g, np.ones((sc, sc), dtype=np.uint8))
+            big = np.kron(gray(task, ds.images[k, ch]), np.ones((sc, sc), dtype=np.uint8))
             big = np.repeat(big[:, :, None], 3, axis=2)
             if grid:
                 big[::sc, :, :] = 96

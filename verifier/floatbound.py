@@ -384,6 +384,20 @@ def claim(fb: FloatBound, margin: Fraction | None) -> FloatClaim:
                       "(the exact proof still stands)")
 
 
+def decide(fb: FloatBound, proven: Fraction | None, exact: bool, prove_margin) -> FloatClaim:
+    """The float32 claim from a proven lower bound ``proven`` on every N_c - N_c' (None: none
+    known; ``exact``: it is the exact worst case, so no larger margin can be proved).
+
+    When the rounding argument needs more than is known, ``prove_margin(m)`` is asked to prove
+    N_c - N_c' >= m for a margin m just above the bound (True when proved)."""
+    margin = proven
+    if not (fb.integer_ok or fb.overflow or exact) and (margin is None or margin <= fb.max_pair_error):
+        need = required_margin(fb)
+        if prove_margin(need):
+            margin = need
+    return claim(fb, margin)
+
+
 def required_margin(fb: FloatBound) -> Fraction:
     """A margin that, once proved, closes the float claim (strictly above the bound)."""
     E = fb.max_pair_error

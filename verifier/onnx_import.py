@@ -328,14 +328,16 @@ class _Importer:
                 full[gi * og : (gi + 1) * og, gi * ig : (gi + 1) * ig] = wq[gi * og : (gi + 1) * og]
             wq = full
         bq = _exact(b, self.src, f"initializer {node.input[2] if len(node.input) > 2 else 'bias'!r}")
+        return self.put(node, x, self._conv(node, wq, bq, stride, pads, dil))
+
+    def _conv(self, node, w, b, stride, pads, dil):
+        """The plain ``conv2d`` (the compositional form) when it can be, else ``conv2d_general``."""
         try:
             if stride == (1, 1) and pads == (0, 0, 0, 0) and dil == (1, 1):
-                layer = Conv2d(wq, bq)
-            else:
-                layer = GeneralConv2d(wq, bq, stride, pads, dil)
+                return Conv2d(w, b)
+            return GeneralConv2d(w, b, stride, pads, dil)
         except ValueError as e:
             self.fail(node, str(e))
-        return self.put(node, x, layer)
 
     def op_MaxPool(self, node, a):
         x = self.seq(node, node.input[0])
@@ -357,14 +359,7 @@ class _Importer:
         for c in range(C):
             w[c, c] = Fraction(1, kernel[0] * kernel[1])
         b = fraction_array([0] * C, (C,))
-        try:
-            if stride == (1, 1) and pads == (0, 0, 0, 0):
-                layer = Conv2d(w, b)
-            else:
-                layer = GeneralConv2d(w, b, stride, pads, dil)
-        except ValueError as e:
-            self.fail(node, str(e))
-        return self.put(node, x, layer)
+        return self.put(node, x, self._conv(node, w, b, stride, pads, dil))
 
     def op_AveragePool(self, node, a):
         x = self.seq(node, node.input[0])

@@ -13,7 +13,21 @@ from typing import Any, Union
 import numpy as np
 
 from cnnproof.constructions.scenes import Scene
-from cnnproof.verifier.exact import format_rational
+from cnnproof.verifier.errors import InputError
+from cnnproof.verifier.exact import format_rational, parse_rational
+
+
+def parse_margin(raw: str | None, key: str = "--margin") -> Fraction | None:
+    """The margin μ of a command-line option (an exact rational > 0), or None when not given."""
+    if raw is None:
+        return None
+    try:
+        margin = parse_rational(raw)
+    except ValueError as e:
+        raise InputError(None, key, str(e)) from None
+    if margin <= 0:
+        raise InputError(None, key, "the margin must be > 0")
+    return margin
 
 
 @dataclass(frozen=True)

@@ -399,16 +399,9 @@ def export_command(task: Task, args) -> int:
     Exit 0 when the files are written, 2 on bad input (too many scenes, a non-empty folder
     without --force, a network that does not fit). It proves nothing.
     """
-    from cnnproof.verifier.exact import parse_rational
+    from cnnproof.verifier.outcome import parse_margin
 
-    margin = None
-    if args.margin is not None:
-        try:
-            margin = parse_rational(args.margin)
-        except ValueError as e:
-            raise InputError(None, "--margin", str(e)) from None
-        if margin <= 0:
-            raise InputError(None, "--margin", "the margin must be > 0")
+    margin = parse_margin(args.margin)
     if args.max_scenes < 1:
         raise InputError(None, "--max-scenes", "must be at least 1")
     from cnnproof.onnx_commands import load_net_arg  # JSON, ONNX (exact float32 initializers) or the paper's

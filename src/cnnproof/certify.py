@@ -87,28 +87,26 @@ def _check(cert_path: Path, task_file: str, net_file: str | None):
     return cert.get("verdict"), f"certificate valid ({len(cert.get('obligations', []))} obligations)"
 
 
-def _float_claim(task, net, margin) -> tuple[bool, str]:
-    """The float32 claim for an ONNX file (docs/onnx.md): the integer argument, or the rounding
-    bound against a margin that the compositional prover proves here."""
+def _float_claim(task, imported, margin) -> tuple[bool, str]:
+    """The float32 claim for an ONNX file (docs/onnx.md), decided as ``cnnproof prove`` does; the
+    margin the rounding bound needs is proved here by the compositional prover."""
     from cnnproof.verifier import compositional, floatbound
     from cnnproof.verifier.outcome import Proved, Question
 
-    fb = floatbound.analyse(task, net)
-    if fb.integer_ok:
+    fb = floatbound.analyse(task, imported.net, imported.extra_roundings)
+    c = floatbound.decide(fb, margin, False, lambda m: isinstance(
+        compositional.prove(task, imported.net, Question("zero_error", m), fallback=False), Proved))
+    if c.argument == "integer":
         return True, "PROVED (integer argument)"
-    need = floatbound.required_margin(fb)
-    if margin is not None and margin >= need:
-        return True, f"PROVED (rounding bound {float(fb.max_pair_error):.3g} < margin {margin})"
-    v = compositional.prove(task, net, Question("zero_error", need), fallback=False)
-    if isinstance(v, Proved):
-        return True, f"PROVED (rounding bound {float(fb.max_pair_error):.3g}, margin proved)"
-    return False, f"UNKNOWN (rounding bound {float(fb.max_pair_error):.3g}: {v.verdict} at that margin)"
+    how = f"{c.argument} {float(c.bound):.3g}" if c.bound is not None else "overflow"
+    return c.status == "PROVED", f"{c.status} ({how})"
 
 
 def run(directory: str, prove: bool = False, update: bool = False, progress=None) -> list[Row]:
     from cnnproof.constructions.task import load_task
     from cnnproof.constructions.task_to_network import build_network
     from cnnproof.verifier.exact import parse_rational
+    from cnnproof.onnx_commands import is_onnx
     from cnnproof.verifier.network import load_network
 
     d = Path(directory)
@@ -116,14 +114,15 @@ def run(directory: str, prove: bool = False, update: bool = False, progress=None
     for k, e in enumerate(_manifest(d)):
         task_file = str(d / e["file"])
         net_file = str(d / e["net"]) if e.get("net") else None
-        onnx_file = bool(net_file) and net_file.lower().endswith(".onnx")
+        onnx_file = bool(net_file) and is_onnx(net_file)
         label = e["file"] + (f" + {e['net']}" if e.get("net") else "")
         try:
             task = load_task(task_file)
             if onnx_file:
                 from cnnproof.verifier.onnx_import import load_onnx
 
-                net = load_onnx(net_file, classes=e.get("classes")).net
+                imported = load_onnx(net_file, classes=e.get("classes"))
+                net = imported.net
             else:
                 net = load_network(net_file) if net_file else build_network(task)
         except InputError as err:
@@ -157,7 +156,7 @@ def run(directory: str, prove: bool = False, update: bool = False, progress=None
                 status = "pass" if found == e[key] else "fail"
                 detail = "" if status == "pass" else f"expected {e[key]}, found {found}"
                 if status == "pass" and onnx_file and theorem == "zero_error" and found == "PROVED":
-                    ok, text = _float_claim(task, net, margin)
+                    ok, text = _float_claim(task, imported, margin)
                     how += f"; float32 {text}"
                     if not ok:  # the file computes in float32: without the float claim it is not proved
                         status, detail = "unknown", "the float32 claim is not proved"

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from cnnproof import __version__
 from cnnproof.verifier.errors import CnnproofError, InputError
-from cnnproof.verifier.exact import format_rational, parse_rational
+from cnnproof.verifier.exact import format_rational
 from cnnproof.verifier.network import write_atomic
 from cnnproof.verifier.prove import METHODS
 
@@ -320,17 +320,10 @@ def cmd_build(task, args) -> int:
 
 def cmd_prove(task, args) -> int:
     from cnnproof.onnx_commands import float_claim, load_net_arg
-    from cnnproof.verifier.outcome import Question
+    from cnnproof.verifier.outcome import Question, parse_margin
     from cnnproof.verifier.prove import prove
 
-    margin = None
-    if args.margin is not None:
-        try:
-            margin = parse_rational(args.margin)
-        except ValueError as e:
-            raise InputError(None, "--margin", str(e)) from None
-        if margin <= 0:
-            raise InputError(None, "--margin", "the margin must be > 0")
+    margin = parse_margin(args.margin)
     loaded = load_net_arg(task, args)
     net, net_desc = loaded.net, loaded.desc
     q = Question("zero_error", margin)

@@ -88,13 +88,8 @@ def float_claim(task, loaded: LoadedNet, q, v, prove_again):
     # a proven lower bound on every N_c - N_c' is enough: the exact worst case, a bound the
     # method proved on the way, or the margin the question asked for
     bounds = [m for m in (v.margin, v.details.get("margin_lower_bound"), q.margin) if m is not None]
-    margin = max(bounds) if bounds else None
-    if not fb.integer_ok and v.margin is None and (margin is None or margin <= fb.max_pair_error):
-        # no exact worst case is known: ask the prover for the margin the bound needs
-        need = floatbound.required_margin(fb)
-        if isinstance(prove_again(Question("zero_error", need)), Proved):
-            margin = need
-    return floatbound.claim(fb, margin)
+    return floatbound.decide(fb, max(bounds) if bounds else None, v.margin is not None,
+                             lambda m: isinstance(prove_again(Question("zero_error", m)), Proved))
 
 
 def onnxruntime_logits(path: str, image: np.ndarray) -> np.ndarray | None:
