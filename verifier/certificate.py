@@ -18,7 +18,9 @@ from cnnproof.verifier.network import Network, network_text, write_atomic
 from cnnproof.verifier.outcome import Question, Refuted, Verdict
 
 FORMAT = "cnnproof-certificate"
-VERSION = 1
+VERSION = 2
+# informational keys: not part of what a certificate certifies (certify --update ignores them)
+INFORMATIONAL = ("cnnproof", "seconds")
 
 
 def task_sha256(task: Task) -> str:
@@ -53,9 +55,19 @@ def make_certificate(task: Task, task_file: str | None, net: Network | None, net
                      q: Question, verdict: Verdict, obligations: list[dict], seconds: float,
                      cert_path: str | Path | None = None) -> dict[str, Any]:
     """The certificate's content. File names are stored relative to ``cert_path``'s folder, so
-    a catalogue can move as a whole; the checker resolves them from there."""
+    a catalogue can move as a whole; the checker resolves them from there.
+
+    Numbers about the margin are only written with what the checker needs to back them:
+    ``margin_lower_bound`` is the minimum of the head obligations' bounds, and
+    ``worst_case_margin`` comes with ``worst_case_witness``, a base image whose exact logits
+    attain it. Obligations carry no timings (only the informational top-level ``seconds``), so
+    re-proving an unchanged theorem gives the same certified content."""
     raw = file_sha256(task_file)
     task_file, net_file = _rel(task_file, cert_path), _rel(net_file, cert_path)
+    details = getattr(verdict, "details", {}) or {}
+    low = details.get("margin_lower_bound") if verdict.verdict == "PROVED" else None
+    witness = details.get("worst_case_witness") if verdict.verdict == "PROVED" else None
+    exact = getattr(verdict, "margin", None) if witness is not None else None
     cert: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -74,15 +86,22 @@ def make_certificate(task: Task, task_file: str | None, net: Network | None, net
         },
         "method": "compositional",
         "verdict": verdict.verdict,
-        "worst_case_margin": None if getattr(verdict, "margin", None) is None else format_rational(verdict.margin),
+        "margin_lower_bound": None if low is None else format_rational(low),
+        "worst_case_margin": None if exact is None else format_rational(exact),
+        "worst_case_witness": None if exact is None else witness,
         "seconds": round(seconds, 4),
-        "obligations": obligations,
+        "obligations": [{k: v for k, v in o.items() if k != "seconds"} for o in obligations],
     }
     if isinstance(verdict, Refuted):
         cert["counterexample"] = verdict.counterexample.to_json()
     if verdict.verdict == "UNKNOWN":
         cert["reason"] = verdict.reason
     return cert
+
+
+def certified_content(cert: dict) -> dict:
+    """What a certificate certifies: everything but the informational keys."""
+    return {k: v for k, v in cert.items() if k not in INFORMATIONAL}
 
 
 def save_certificate(cert: dict, path: str | Path) -> None:

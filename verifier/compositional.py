@@ -482,9 +482,7 @@ def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict], 
             "discharged_by": {"procedure": "separable-window-range"}, "seconds": round(w.seconds, 6),
         })
     tied = {w.feature for w in windows if w.feature is not None}
-    worst: Fraction | None = None
-    exact = True
-    bounded = True
+    bounds: list[Fraction | None] = []  # per class: a proven lower bound on min_c' N_c - N_c'
     from cnnproof.verifier.executor import make_executor
 
     K = len(task.classes)
@@ -518,10 +516,7 @@ def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict], 
         highs = [logits[c][1] - logits[o][0] for o in range(len(logits)) if o != c]
         if all(q.holds_for(lo) for lo in lows):
             m = min(lows)
-            k = lows.index(m)
-            if highs[k] != m:
-                exact = False
-            worst = m if worst is None else min(worst, m)
+            bounds.append(m)
             obligations.append({"kind": "head", "class": cls.name, "statuses": _statuses(windows, status),
                                 "learned": [],
                                 "discharged_by": {"procedure": "interval-head", "margin_lower_bound": format_rational(m)},
@@ -530,15 +525,35 @@ def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict], 
         verdict = _head_cegar(task, net, q, c, shape, windows, status, facts, obligations)
         if isinstance(verdict, (Refuted, Unknown)):
             return verdict
-        if verdict is None:
-            exact = False
-            bounded = False
-        else:
-            worst = verdict if worst is None else min(worst, verdict)
-    margin = worst if exact else None
-    # a proven lower bound on every N_c - N_c' (what the float32 claim needs) even when not exact
-    details = {"margin_lower_bound": worst} if bounded and worst is not None else {}
-    return Proved("compositional", margin, details)
+        bounds.append(verdict)
+    # a proven lower bound on every N_c - N_c' (what the float32 claim needs), and the exact
+    # worst case when one concrete image attains it (the certificate's witness)
+    low = min(bounds) if bounds and all(b is not None for b in bounds) else None
+    witness = None if low is None else _worst_witness(task, net, bounds, low)
+    details: dict = {} if low is None else {"margin_lower_bound": low}
+    if witness is not None:
+        details["worst_case_witness"] = witness
+    return Proved("compositional", low if witness is not None else None, details)
+
+
+def _worst_witness(task, net, bounds, low) -> dict | None:
+    """A base image of a class whose exact logits attain the proven lower bound ``low``
+    (then ``low`` is the exact worst case), as the certificate records it; or None."""
+    for c, b in enumerate(bounds):
+        if b != low:
+            continue
+        try:
+            scene = find_scene(task, task.classes[c])
+        except SearchBudgetExceeded:
+            continue
+        if scene is None:
+            continue
+        logits = _logits_cropped(task, net, scene)
+        gaps = [(logits[c] - logits[o], o) for o in range(len(logits)) if o != c]
+        if gaps and min(gaps)[0] == low:
+            return {"class": task.classes[c].name, "scene": [[p.feature, p.row, p.col] for p in scene],
+                    "other_class": task.classes[min(gaps)[1]].name, "logits": [format_rational(v) for v in logits]}
+    return None
 
 
 def _head_cegar(task, net, q, c, shape, windows, status, facts, obligations):
@@ -554,12 +569,19 @@ def _head_cegar(task, net, q, c, shape, windows, status, facts, obligations):
     for _ in range(MAX_REFINEMENTS):
         r = s.check()
         if r == z3.unsat:
-            obligations.append({"kind": "head", "class": cls.name, "statuses": _statuses(windows, status),
-                                "learned": learned,
-                                "discharged_by": {"smt": _head_text(net, windows, status, learned, c, q)},
-                                "seconds": round(time.perf_counter() - t1, 6)})
+            how = {"smt": _head_text(net, windows, status, learned, c, q)}
             s.pop()
-            return _exact_class_margin(task, net, c, s, diffs)
+            m = _exact_class_margin(task, net, c, s, diffs)
+            if m is not None:  # the bound as the checker re-decides it: the head query with margin m
+                try:
+                    _head_text(net, windows, status, learned, c, Question("zero_error", m))
+                    how["margin_lower_bound"] = format_rational(m)
+                except (Fallback, ValueError):
+                    m = None
+            obligations.append({"kind": "head", "class": cls.name, "statuses": _statuses(windows, status),
+                                "learned": learned, "discharged_by": how,
+                                "seconds": round(time.perf_counter() - t1, 6)})
+            return m
         if r == z3.unknown:
             raise Fallback(f"z3 unknown on the head lemma of class {cls.name}")
         m = s.model()

@@ -25,37 +25,72 @@ from cnnproof.verifier.errors import InputError
 from cnnproof.verifier.exact import format_rational, parse_rational
 from cnnproof.verifier.network import Dense, Network, load_network
 
-FORMAT, VERSION = "cnnproof-certificate", 1
+FORMAT, VERSION = "cnnproof-certificate", 2
+ANY = object()  # check_certificate(margin=ANY): the theorem's margin is not bound by the caller
+THEOREM_NAMES = {"zero_error": "zero error", "wellposed": "well-posedness"}
 
 
 class Rejected(Exception):
     """The certificate is not valid; the message says what failed."""
 
 
+def _claim(kind: str, margin) -> str:
+    if kind == "wellposed":
+        return "well-posedness of the task"
+    return "zero error, strict (N_c - N_c' > 0)" if margin is None else f"zero error with margin N_c - N_c' >= {format_rational(margin)}"
+
+
 @dataclass
 class CheckResult:
+    """What the checker verified. Every field but ``reason`` is set only once checked: the
+    theorem (bound to the task, and to the network for zero error), the verdict, and the margin
+    numbers it recomputed or confirmed by exact evaluation."""
+
     ok: bool
     reason: str
     verdict: str | None = None
     relied_on: dict = field(default_factory=dict)
+    theorem: dict | None = None  # {"kind", "margin", "claim"}
+    task: dict | None = None  # {"name", "sha256", "file"}
+    network: dict | None = None  # {"sha256", "source"}
+    margin: dict = field(default_factory=dict)  # margin_lower_bound / worst_case_margin / witness / counterexample_gap
 
     def __str__(self) -> str:
-        lines = [f"certificate {'VALID' if self.ok else 'REJECTED'}"
-                 + (f" (verdict {self.verdict})" if self.verdict else "")]
+        lines = [f"certificate {'VALID' if self.ok else 'REJECTED'}"]
         if not self.ok:
             lines.append(f"reason    {self.reason}")
+        if self.theorem:
+            lines.append(f"theorem   {self.theorem['claim']}")
+        if self.task:
+            lines.append(f"task      {self.task['name']} (sha256 {self.task['sha256']}, file {self.task['file']})")
+        if self.network:
+            lines.append(f"network   sha256 {self.network['sha256']} ({self.network['source']})")
+        elif self.theorem and self.ok:
+            lines.append("network   none (well-posedness is a property of the task)")
+        if self.verdict:
+            lines.append(f"verdict   {self.verdict}")
+        m = self.margin
+        if m.get("worst_case_margin") is not None:
+            lines.append(f"margin    exact worst case N_c - N_c' = {m['worst_case_margin']} (lower bound from the head "
+                         f"obligations, attained by {m['witness']})")
+        elif m.get("margin_lower_bound") is not None:
+            lines.append(f"margin    every N_c - N_c' >= {m['margin_lower_bound']} (lower bound from the head obligations; "
+                         "the exact worst case is not certified)")
+        elif m.get("counterexample_gap") is not None:
+            lines.append(f"margin    the counterexample has N_c - N_c' = {m['counterexample_gap']} (exact re-evaluation)")
         for k, v in self.relied_on.items():
             lines.append(f"{k:<9} {v}")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {"valid": self.ok, "reason": self.reason, "verdict": self.verdict, "relied_on": self.relied_on}
+        return {"valid": self.ok, "reason": self.reason, "verdict": self.verdict, "theorem": self.theorem,
+                "task": self.task, "network": self.network, "margin": self.margin, "relied_on": self.relied_on}
 
 
 def _q(v, where: str) -> Fraction:
     try:
         return parse_rational(v)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise Rejected(f"{where}: {e}") from None
 
 
@@ -69,83 +104,106 @@ def _read_network(path, classes) -> Network:
     return load_network(path)
 
 
-def _resolve(name: str, cert_path: Path) -> str:
+def _resolve(name, cert_path: Path, key: str, option: str) -> str:
+    """A file named inside the certificate: relative names are relative to its folder."""
+    if not isinstance(name, str) or not name:
+        raise InputError(str(cert_path), key, f"names no file: pass {option}")
     p = Path(name)
-    if not p.is_absolute() and (cert_path.parent / p).exists():
-        return str(cert_path.parent / p)
-    return name
+    if not p.is_absolute():
+        p = cert_path.parent / p
+    if not p.is_file():
+        raise InputError(str(cert_path), key, f"names {name!r}, which resolves (relative to the certificate's folder) "
+                         f"to {p.resolve()}: no such file; pass {option}")
+    return str(p.resolve())
 
 
-def check_certificate(cert_path, task_path=None, net_path=None) -> CheckResult:
-    """Check one certificate. Raises InputError (exit 2) when a file cannot be read."""
+def check_certificate(cert_path, task_path=None, net_path=None, *, theorem: str | None = None, margin=ANY,
+                      paper_network: bool = False) -> CheckResult:
+    """Check one certificate. Raises InputError (exit 2) when a file cannot be read or is not a
+    certificate at all.
+
+    The caller may bind the certificate to the claim it wants: ``theorem`` (its kind), ``margin``
+    (None: strict; a Fraction: that μ), the task (``task_path``) and the network: ``net_path``, or
+    ``paper_network`` (the network the task builds). A certificate of anything else is rejected."""
     cert_path = Path(cert_path)
     try:
         cert = json.loads(cert_path.read_text())
     except (OSError, ValueError) as e:
         raise InputError(str(cert_path), None, f"cannot read the certificate: {e}") from None
-    if not isinstance(cert, dict):
-        raise InputError(str(cert_path), None, "the certificate is not a JSON object")
-    relied: dict = {}
+    if not isinstance(cert, dict) or cert.get("format") != FORMAT:
+        what = cert.get("format") if isinstance(cert, dict) else type(cert).__name__
+        raise InputError(str(cert_path), "format", f"not a cnnproof certificate (format {what!r}, expected {FORMAT!r})")
+    res = CheckResult(False, "")
     try:
-        verdict = _check(cert, cert_path, task_path, net_path, relied)
+        _check(cert, cert_path, task_path, net_path, res, theorem, margin, paper_network)
     except Rejected as e:
-        return CheckResult(False, str(e), cert.get("verdict") if isinstance(cert.get("verdict"), str) else None, relied)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        return CheckResult(False, f"malformed certificate: {type(e).__name__}: {e}", None, relied)
-    return CheckResult(True, "", verdict, relied)
+        res.reason, res.verdict = str(e), None
+        return res
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        res.reason, res.verdict = f"malformed certificate: {type(e).__name__}: {e}", None
+        return res
+    res.ok = True
+    return res
 
 
-def _check(cert: dict, cert_path: Path, task_path, net_path, relied: dict) -> str:
-    if cert.get("format") != FORMAT:
-        raise Rejected(f"wrong format {cert.get('format')!r}, expected {FORMAT!r}")
+def _check(cert: dict, cert_path: Path, task_path, net_path, res: CheckResult, want_kind, want_margin,
+           paper_network) -> None:
+    relied = res.relied_on
     if cert.get("version") != VERSION:
         raise Rejected(f"unsupported version {cert.get('version')!r}, this checker reads version {VERSION}")
     if cert.get("method") != "compositional":
         raise Rejected(f"method {cert.get('method')!r} is not compositional")
-    task_file = task_path or (cert["task"] or {}).get("file")
-    if not task_file:
-        raise InputError(str(cert_path), "task.file", "no task file: pass --task")
-    task = load_task(task_file if task_path else _resolve(task_file, cert_path))
-    if task_sha256(task) != cert["task"]["sha256"]:
-        raise Rejected("another task: the task's sha256 differs from the certificate's")
     th = cert["theorem"]
     kind = th["kind"]
-    if kind not in ("zero_error", "wellposed"):
+    if kind not in THEOREM_NAMES:
         raise Rejected(f"unknown theorem {kind!r}")
+    margin = None if th.get("margin") is None else _q(th["margin"], "theorem.margin")
+    if margin is not None and (kind == "wellposed" or margin <= 0):
+        raise Rejected(f"theorem.margin {th['margin']}: a margin must be positive, and only zero error has one")
+    if want_kind is not None and kind != want_kind:
+        raise Rejected(f"another theorem: the certificate proves {THEOREM_NAMES[kind]}, the claim to check is "
+                       f"{THEOREM_NAMES[want_kind]}")
+    if want_margin is not ANY and kind == "zero_error" and margin != want_margin:
+        raise Rejected(f"another margin: the certificate is about {_claim(kind, margin)}, the claim to check is "
+                       f"{_claim(kind, want_margin)}")
+    if task_path:
+        task_file = str(task_path)
+    else:
+        task_file = _resolve((cert.get("task") or {}).get("file"), cert_path, "task.file", "--task")
+    task = load_task(task_file)
+    sha = task_sha256(task)
+    if sha != cert["task"]["sha256"]:
+        raise Rejected(f"another task: the sha256 of {task_file} ({sha[:12]}...) differs from the certificate's "
+                       f"({str(cert['task']['sha256'])[:12]}...)")
     if list(th["classes"]) != list(task.class_names):
         raise Rejected(f"theorem classes {th['classes']} are not the task's {list(task.class_names)}")
     if _q(th["noise"], "theorem.noise") != task.noise:
         raise Rejected(f"theorem noise {th['noise']} is not the task's {format_rational(task.noise)}")
-    margin = None if th.get("margin") is None else _q(th["margin"], "theorem.margin")
-    if margin is not None and margin <= 0:
-        raise Rejected("the margin must be positive")
+    res.task = {"name": task.name, "sha256": sha, "file": task_file}
+    res.theorem = {"kind": kind, "margin": None if margin is None else format_rational(margin),
+                   "claim": _claim(kind, margin)}
     net = None
-    if kind == "zero_error":
-        info = cert.get("network")
-        if not isinstance(info, dict):
-            raise Rejected("a zero-error certificate names no network")
-        if net_path:
-            net = _read_network(net_path, th["classes"])
-        elif info.get("file"):
-            net = _read_network(_resolve(info["file"], cert_path), th["classes"])
-        elif info.get("built"):
-            from cnnproof.constructions.task_to_network import build_network
-
-            net = build_network(task)
-        else:
-            raise InputError(str(cert_path), "network.file", "no network file: pass --net")
-        if network_sha256(net) != info["sha256"]:
-            raise Rejected("a changed weight: the network's sha256 differs from the certificate's")
-        if tuple(net.class_names) != task.class_names:
-            raise Rejected("the network's class names are not the task's")
+    if kind == "wellposed":
+        if net_path or paper_network:
+            raise Rejected("the certificate proves well-posedness of the task, which involves no network: it does not "
+                           f"cover {'--net ' + str(net_path) if net_path else 'the paper network'}")
+        if cert.get("network") is not None:
+            raise Rejected("a well-posedness certificate names a network")
+    else:
+        net, res.network = _bound_network(cert, cert_path, task, net_path, paper_network)
     verdict = cert.get("verdict")
-    relied["verdict"] = verdict
-    if verdict == "REFUTED":
-        _check_counterexample(task, net, kind, margin, cert.get("counterexample"))
-        relied["relied on"] = "exact re-evaluation of the counterexample (no solver)"
-        return verdict
-    if verdict != "PROVED":
+    if verdict not in ("PROVED", "REFUTED"):
         raise Rejected(f"verdict {verdict!r}: only PROVED and REFUTED certificates can be checked")
+    if verdict == "REFUTED":
+        for key in ("margin_lower_bound", "worst_case_margin", "worst_case_witness"):
+            if cert.get(key) is not None:
+                raise Rejected(f"{key} {cert[key]!r} is not backed: a REFUTED certificate proves no margin")
+        gap = _check_counterexample(task, net, kind, margin, cert.get("counterexample"))
+        if gap is not None:
+            res.margin["counterexample_gap"] = format_rational(gap)
+        relied["relied on"] = "exact re-evaluation of the counterexample (no solver)"
+        res.verdict = verdict
+        return
     obs = cert["obligations"]
     if not isinstance(obs, list) or not all(isinstance(o, dict) for o in obs):
         raise Rejected("obligations is not a list of objects")
@@ -154,14 +212,109 @@ def _check(cert: dict, cert_path: Path, task_path, net_path, relied: dict) -> st
     never, joint = _scene_obligations(task, obs, used, counts)
     if kind == "wellposed":
         _check_wellposed(task, obs, used, never, joint, counts)
+        for key in ("margin_lower_bound", "worst_case_margin", "worst_case_witness"):
+            if cert.get(key) is not None:
+                raise Rejected(f"{key} {cert[key]!r} is not backed: well-posedness has no margin")
     else:
-        _check_zero_error(task, net, margin, obs, used, never, joint, counts, cert.get("worst_case_margin"))
+        bounds = _check_zero_error(task, net, margin, obs, used, never, joint, counts)
     for k, o in enumerate(obs):
         if k not in used:
             raise Rejected(f"unexpected obligation #{k} ({o.get('kind')!r}): the checker did not regenerate it")
+    if kind == "zero_error":
+        res.margin = _check_margins(cert, task, net, bounds)
     relied["solvers"] = f"{z3_version()}, {cvc5_version()} (every SMT obligation: both unsat)"
     relied["obligations"] = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    return verdict
+    res.verdict = verdict
+
+
+def _bound_network(cert, cert_path, task, net_path, paper_network):
+    """The network the zero-error theorem is about, bound to the certificate's sha256: the one
+    the caller names (``net_path`` / ``paper_network``), else the certificate's own."""
+    info = cert.get("network")
+    if not isinstance(info, dict):
+        raise Rejected("a zero-error certificate names no network")
+    claimed = str(info["sha256"])
+    own = f"network file {info['file']!r}" if info.get("file") else "the network it was made for"
+    if paper_network:
+        from cnnproof.constructions.task_to_network import build_network
+
+        net, source = build_network(task), "the paper's network, rebuilt from the task"
+        if network_sha256(net) != claimed:
+            raise Rejected(f"another network: the claim is about the paper's network built from the task (sha256 "
+                           f"{network_sha256(net)[:12]}...), the certificate is about {own} (sha256 {claimed[:12]}...)")
+    else:
+        if net_path:
+            path, source = str(net_path), f"file {net_path}"
+        elif info.get("file"):
+            path = _resolve(info["file"], cert_path, "network.file", "--net")
+            source = f"file {path}, named by the certificate"
+        elif info.get("built") is True:
+            path, source = None, "the paper's network, rebuilt from the task"
+        else:
+            raise InputError(str(cert_path), "network.file", "no network file: pass --net")
+        if path is None:
+            from cnnproof.constructions.task_to_network import build_network
+
+            net = build_network(task)
+        else:
+            net = _read_network(path, cert["theorem"]["classes"])
+        if network_sha256(net) != claimed:
+            raise Rejected(f"a changed weight: the sha256 of the network ({source}: {network_sha256(net)[:12]}...) "
+                           f"differs from the certificate's ({claimed[:12]}...): the certificate does not cover it")
+    if tuple(net.class_names) != task.class_names:
+        raise Rejected("the network's class names are not the task's")
+    return net, {"sha256": claimed, "source": source}
+
+
+def _check_margins(cert, task, net, bounds: dict) -> dict:
+    """The margin numbers the certificate reports, each backed or rejected: the lower bound is
+    the minimum of the heads' verified bounds; an exact worst case needs a witness image (a
+    base image of a scene of its class) whose exact logits attain that lower bound."""
+    low = min(bounds.values()) if bounds and all(v is not None for v in bounds.values()) else None
+    out = {"margin_lower_bound": None if low is None else format_rational(low)}
+    lb = cert.get("margin_lower_bound")
+    if lb is not None and (low is None or _q(lb, "margin_lower_bound") != low):
+        raise Rejected(f"margin_lower_bound {lb} is not backed: the head obligations imply "
+                       f"{'no numeric bound' if low is None else 'N_c - N_c_other >= ' + format_rational(low)}")
+    worst, wit = cert.get("worst_case_margin"), cert.get("worst_case_witness")
+    if worst is None:
+        if wit is not None:
+            raise Rejected("a worst_case_witness with no worst_case_margin")
+        return out
+    w = _q(worst, "worst_case_margin")
+    if low is None or w != low:
+        raise Rejected(f"worst_case_margin {worst} is not backed: the head obligations prove a lower bound of "
+                       f"{'none' if low is None else format_rational(low)}, and the exact worst case must equal it")
+    if not isinstance(wit, dict):
+        raise Rejected(f"worst_case_margin {worst} is not backed: no worst_case_witness image attains it")
+    cls, other = _cls(task, wit["class"], -1), _cls(task, wit["other_class"], -1)
+    why = scenes.scene_errors(task, cls, wit["scene"])
+    if why is not None:
+        raise Rejected(f"worst_case_witness: not a scene of {cls.name}: {why}")
+    logits = _logits(task, net, scenes.base_image(task, wit["scene"]))
+    if [_q(v, "worst_case_witness logits") for v in wit.get("logits", [])] != list(logits):
+        raise Rejected("worst_case_witness: the stored logits are not the exact ones "
+                       f"{[format_rational(v) for v in logits]}")
+    c, o = task.class_index(cls.name), task.class_index(other.name)
+    gaps = [logits[c] - logits[k] for k in range(len(logits)) if k != c]
+    if c == o or logits[c] - logits[o] != w or min(gaps) != w:
+        raise Rejected(f"worst_case_margin {worst} is not backed: on the witness image of {cls.name}, "
+                       f"min N_{cls.name} - N_c' = {format_rational(min(gaps))}")
+    out["worst_case_margin"] = format_rational(w)
+    out["witness"] = (f"the base image of a scene of {cls.name}: N_{cls.name} - N_{other.name} = {format_rational(w)} "
+                      "by exact evaluation")
+    return out
+
+
+def _logits(task, net, img) -> list[Fraction]:
+    import numpy as np
+
+    arr = np.empty((task.channels, task.height, task.width), dtype=object)
+    for ch in range(task.channels):
+        for i in range(task.height):
+            for j in range(task.width):
+                arr[ch, i, j] = img[ch][i][j]
+    return net.evaluate(arr)
 
 
 # -- scene obligations ---------------------------------------------------------------------------
@@ -255,7 +408,9 @@ def _check_wellposed(task, obs, used, never, joint, counts):
 # -- zero error ----------------------------------------------------------------------------------
 
 
-def _check_zero_error(task, net, margin, obs, used, never, joint, counts, worst):
+def _check_zero_error(task, net, margin, obs, used, never, joint, counts) -> dict:
+    """Every obligation of zero error; returns per class the lower bound on min N_c - N_c' that its
+    head obligation proves (None when it proves only the theorem's claim)."""
     try:
         shape = decompose(net)
         head = head_layers(net)
@@ -292,8 +447,7 @@ def _check_zero_error(task, net, margin, obs, used, never, joint, counts, worst)
             raise Rejected(f"missing obligation: window for channel {ch}")
     wlist = [windows[ch] for ch in range(n)]
     tied = sorted({w["feature"] for w in wlist if w["feature"] is not None})
-    heads = {}
-    low = None
+    heads, bounds = {}, {}
     for k, o in enumerate(obs):
         if o.get("kind") != "head":
             continue
@@ -319,7 +473,7 @@ def _check_zero_error(task, net, margin, obs, used, never, joint, counts, worst)
             if _q(how.get("margin_lower_bound"), f"obligation #{k}") != m:
                 raise Rejected(f"obligation #{k}: edited margin_lower_bound {how.get('margin_lower_bound')} of "
                                f"{cls.name}; the checker computes {format_rational(m)}")
-            low = m if low is None else min(low, m)
+            bounds[cls.name] = m
             counts["head (interval-head)"] += 1
         elif "smt" in how:
             text = head_smtlib(net, [{key: w[key] for key in ("channel", "feature", "absent", "present")} for w in wlist],
@@ -333,6 +487,17 @@ def _check_zero_error(task, net, margin, obs, used, never, joint, counts, worst)
             why = both_unsat(text)
             if why is not None:
                 raise Rejected(f"obligation #{k}: head lemma of {cls.name}: {why}")
+            bounds[cls.name] = None
+            if how.get("margin_lower_bound") is not None:  # the same query with margin m: unsat => all >= m
+                m = _q(how["margin_lower_bound"], f"obligation #{k} margin_lower_bound")
+                if m <= 0:
+                    raise Rejected(f"obligation #{k}: margin_lower_bound {how['margin_lower_bound']} is not positive")
+                why = both_unsat(head_smtlib(net, [{key: w[key] for key in ("channel", "feature", "absent", "present")}
+                                                   for w in wlist], expect, learned, c, m))
+                if why is not None:
+                    raise Rejected(f"obligation #{k}: margin_lower_bound {how['margin_lower_bound']} of the head of "
+                                   f"{cls.name} is not backed: {why}")
+                bounds[cls.name] = m
             counts["head (smt)"] += 1
         else:
             raise Rejected(f"obligation #{k}: unknown head discharge {how!r}")
@@ -341,10 +506,7 @@ def _check_zero_error(task, net, margin, obs, used, never, joint, counts, worst)
     for cls in task.classes:
         if cls.name not in heads:
             raise Rejected(f"missing obligation: head for class {cls.name}")
-    if worst is not None and low is not None and len(heads) == sum(1 for o in obs if o.get("kind") == "head") \
-            and all(obs[k]["discharged_by"].get("procedure") == "interval-head" for k in heads.values()):
-        if _q(worst, "worst_case_margin") < low:
-            raise Rejected(f"worst_case_margin {worst} is below the proven lower bound {format_rational(low)}")
+    return bounds
 
 
 def _interval_margin(head, wlist, statuses, c) -> Fraction | None:
@@ -403,15 +565,8 @@ def _check_counterexample(task, net, kind, margin, cx):
         for g in other.required:
             if not scenes.occurs(task, img, task.feature(g)):
                 raise Rejected(f"corrupted counterexample: {other.name} is not complete ({g} does not occur)")
-        return
-    import numpy as np
-
-    arr = np.empty((task.channels, task.height, task.width), dtype=object)
-    for ch in range(task.channels):
-        for i in range(task.height):
-            for j in range(task.width):
-                arr[ch, i, j] = img[ch][i][j]
-    logits = net.evaluate(arr)
+        return None
+    logits = _logits(task, net, img)
     stored = [_q(v, "counterexample logits") for v in cx.get("logits", [])]
     if stored != list(logits):
         raise Rejected(f"corrupted counterexample: stored logits {cx.get('logits')} are not the exact ones "
@@ -420,3 +575,4 @@ def _check_counterexample(task, net, kind, margin, cx):
     d = logits[c] - logits[o]
     if (d > 0) if margin is None else (d >= margin):
         raise Rejected(f"corrupted counterexample: N_{cls.name} - N_{other.name} = {format_rational(d)} keeps the claim")
+    return d
