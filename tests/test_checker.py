@@ -125,14 +125,32 @@ TAMPERINGS = {
     "changed logits": ("touching_ze", lambda c: c["counterexample"].update(logits=["1", "0"]), "stored logits"),
     "scene off canvas": ("touching", lambda c: c["counterexample"]["scene"][0].__setitem__(1, 40), "not inside the canvas"),
     "wrong other class": ("touching", lambda c: c["counterexample"].update(other_class="domino"), "corrupted counterexample"),
-    "wrong format": ("faces", lambda c: c.update(format="something-else"), "wrong format"),
-    "wrong version": ("faces", lambda c: c.update(version=2), "unsupported version"),
+    "wrong version": ("faces", lambda c: c.update(version=1), "unsupported version"),
     "wrong noise": ("faces", lambda c: c["theorem"].update(noise="1/10"), "theorem noise"),
     "wrong classes": ("faces", lambda c: c["theorem"].update(classes=["house", "face"]), "theorem classes"),
     "wellposed: never without backing": ("wp_faces", lambda c: c["obligations"].remove(_ob(c, kind="scene-never")),
                                          "no verified scene-never"),
     "wellposed: missing pair": ("wp_faces", lambda c: c["obligations"].remove(_ob(c, kind="not-complete")),
                                 "missing obligation: not-complete"),
+    # issue 8.10: every margin number is backed or the certificate is rejected
+    "worst case 1000": ("faces", lambda c: c.update(worst_case_margin="1000"), "worst_case_margin 1000 is not backed"),
+    "worst case -5": ("faces", lambda c: c.update(worst_case_margin="-5"), "worst_case_margin -5 is not backed"),
+    "worst case 1/2": ("faces", lambda c: c.update(worst_case_margin="1/2"), "worst_case_margin 1/2 is not backed"),
+    "worst case, no witness": ("faces", lambda c: c.update(worst_case_witness=None), "no worst_case_witness"),
+    "witness not a scene": ("faces", lambda c: c["worst_case_witness"]["scene"].pop(), "worst_case_witness: not a scene"),
+    "witness of the other class": ("faces", lambda c: c["worst_case_witness"].update(other_class="face"), "is not backed"),
+    "witness logits": ("faces", lambda c: c["worst_case_witness"].update(logits=["2", "0"]), "stored logits"),
+    "witness without margin": ("faces", lambda c: c.update(worst_case_margin=None, margin_lower_bound=None)
+                               or c.update(worst_case_witness=c["worst_case_witness"]), "worst_case_witness with no"),
+    "lower bound 2": ("faces", lambda c: c.update(margin_lower_bound="2"), "margin_lower_bound 2 is not backed"),
+    "lower bound 1/2": ("faces", lambda c: c.update(margin_lower_bound="1/2"), "margin_lower_bound 1/2 is not backed"),
+    "smt head bound": ("faces", lambda c: _ob(c, kind="head", **{"class": "face"})["discharged_by"].update(
+        margin_lower_bound="3/2"), "margin_lower_bound 3/2 of the head of face is not backed"),
+    "refuted with a margin": ("touching_ze", lambda c: c.update(margin_lower_bound="1"), "a REFUTED certificate proves no margin"),
+    "wellposed with a margin": ("wp_faces", lambda c: c.update(worst_case_margin="1"), "well-posedness has no margin"),
+    "wellposed with a network": ("wp_faces", lambda c: c.update(network={"sha256": "0", "built": True}),
+                                 "names a network"),
+    "wellposed theorem margin": ("wp_faces", lambda c: c["theorem"].update(margin="1"), "only zero error has one"),
 }
 
 
@@ -153,6 +171,35 @@ def test_bad_input_is_input_error(tmp_path):
         check_certificate(tmp_path / "x.json")
 
 
+@pytest.mark.parametrize("content", ["{}", "[]", '{"format": "something-else"}', '"cnnproof-certificate"'])
+def test_not_a_certificate_is_bad_input(tmp_path, content):
+    """Issue 14.10: a JSON file that is not a certificate at all is bad input (exit 2), not a
+    rejection (exit 1)."""
+    from cnnproof.cli import main
+
+    (tmp_path / "c.json").write_text(content)
+    with pytest.raises(InputError, match="not a cnnproof certificate"):
+        check_certificate(tmp_path / "c.json")
+    assert main(["check", str(tmp_path / "c.json")]) == 2
+
+
+def test_missing_task_file_names_the_folder_it_was_resolved_from(certs, tmp_path, capsys):
+    """Issue 14.10: a task file named by the certificate is resolved relative to the
+    certificate's folder, and the message says so, with the resolved path."""
+    from cnnproof.cli import main
+
+    _, cs = certs
+    c = copy.deepcopy(cs["faces"])
+    c["task"]["file"] = "tasks/faces.toml"  # exists relative to the repository root, not to tmp_path
+    (tmp_path / "c.json").write_text(json.dumps(c))
+    with pytest.raises(InputError) as e:
+        check_certificate(tmp_path / "c.json")
+    assert "relative to the certificate's folder" in str(e.value)
+    assert str((tmp_path / "tasks" / "faces.toml").resolve()) in str(e.value)
+    assert main(["check", str(tmp_path / "c.json")]) == 2
+    assert "pass --task" in capsys.readouterr().err
+
+
 def test_cli_exit_codes(certs, tmp_path):
     tmp, cs = certs
     ok = subprocess.run([sys.executable, "-m", "cnnproof", "check", str(_cert(tmp, "faces"))], capture_output=True, cwd=ROOT)
@@ -164,23 +211,114 @@ def test_cli_exit_codes(certs, tmp_path):
     assert missing.returncode == 2
 
 
+# -- binding a certificate to the claim (issue 8.1, 8.2) -----------------------------------------------
+
+
+def test_a_certificate_is_bound_to_the_theorem_asked_about(certs):
+    from cnnproof.verifier.checker.check import ANY
+
+    tmp, cs = certs
+    mutant = str(ROOT / "proofs" / "onnx" / "models" / "faces_mutant.onnx")
+    res = _run(tmp, cs["wp_faces"], theorem="zero_error")
+    assert not res.ok and "another theorem" in res.reason
+    res = _run(tmp, cs["wp_faces"], net_path=mutant)
+    assert not res.ok and "does not cover --net" in res.reason
+    res = _run(tmp, cs["faces"], net_path=mutant)
+    assert not res.ok and "a changed weight" in res.reason and "does not cover it" in res.reason
+    assert not _run(tmp, cs["faces"], theorem="wellposed").ok
+    assert _run(tmp, cs["faces"], theorem="zero_error", margin=None).ok
+    res = _run(tmp, cs["faces"], margin=Fraction(1))
+    assert not res.ok and "another margin" in res.reason
+    assert _run(tmp, cs["wp_faces"], theorem="wellposed", margin=ANY).ok
+
+
+def test_a_refutation_at_a_margin_is_not_a_refutation_of_the_strict_claim(tmp_path):
+    """The gate bug behind issue 8.1: a REFUTED certificate of N_c - N_c' >= 2 says nothing about
+    N_c > N_c'; bound to the strict claim it is rejected."""
+    cert = tmp_path / "m2.json"
+    subprocess.run([sys.executable, "-m", "cnnproof", "prove", str(TASKS / "faces.toml"), "--margin", "2",
+                    "--certificate", str(cert)], capture_output=True, cwd=ROOT)
+    res = check_certificate(cert)
+    assert res.ok and res.verdict == "REFUTED" and res.theorem["margin"] == "2"
+    res = check_certificate(cert, margin=None)
+    assert not res.ok and "another margin" in res.reason
+
+
+def test_paper_network_is_rebuilt_and_compared(certs):
+    """Issue 8.2: bound to the paper's network, the checker rebuilds it from the task and
+    compares hashes; the faces certificate (built) passes, a hand-made network's fails."""
+    tmp, cs = certs
+    res = _run(tmp, cs["faces"], paper_network=True)
+    assert res.ok and res.network["source"].startswith("the paper's network")
+    res = check_certificate(ROOT / "proofs" / "bad" / "other_network.json")
+    assert res.ok and "stem.net.json" in res.network["source"]  # valid for the network it is about
+    res = check_certificate(ROOT / "proofs" / "bad" / "other_network.json", paper_network=True)
+    assert not res.ok and "another network" in res.reason
+
+
+def test_check_says_which_theorem_it_validated(certs, capsys):
+    from cnnproof.cli import main
+
+    tmp, cs = certs
+    assert main(["check", str(_cert(tmp, "faces"))]) == 0
+    out = capsys.readouterr().out
+    assert "theorem   zero error, strict" in out
+    assert "task      faces (sha256 " in out
+    assert f"network   sha256 {cs['faces']['network']['sha256']} (the paper's network, rebuilt from the task)" in out
+    assert "exact worst case N_c - N_c' = 1" in out and "attained by the base image of a scene of" in out
+    assert main(["check", str(_cert(tmp, "faces", "check-task")), "--json"]) == 0
+    js = json.loads(capsys.readouterr().out)
+    assert js["theorem"]["kind"] == "wellposed" and js["network"] is None and js["task"]["name"] == "faces"
+    assert main(["check", str(_cert(tmp, "faces", "check-task")), "--net",
+                 str(ROOT / "proofs" / "onnx" / "models" / "faces_mutant.onnx")]) == 1
+    assert "does not cover --net" in capsys.readouterr().out
+    assert main(["check", str(_cert(tmp, "faces")), "--margin", "1"]) == 1
+    assert "another margin" in capsys.readouterr().out
+    assert main(["check", str(_cert(tmp, "faces")), "--margin", "strict", "--theorem", "zero_error",
+                 "--paper-network"]) == 0
+
+
+def test_the_checker_reports_only_verified_margins(certs):
+    """Issue 8.10: the margin numbers in the result are the checker's: the lower bound it
+    recomputed and the exact worst case only with a witness it re-evaluated."""
+    tmp, cs = certs
+    res = _run(tmp, cs["faces"])
+    assert res.ok and res.margin["margin_lower_bound"] == "1" and res.margin["worst_case_margin"] == "1"
+    c = copy.deepcopy(cs["faces"])
+    c.update(worst_case_margin=None, worst_case_witness=None, margin_lower_bound=None)
+    res = _run(tmp, c)  # claims nothing: valid, and the checker still reports the bound it computed
+    assert res.ok and res.margin == {"margin_lower_bound": "1"}
+    res = _run(tmp, cs["touching_ze"])
+    assert res.ok and res.margin == {"counterexample_gap": "0"}
+
+
 # -- proofs/bad ------------------------------------------------------------------------------------
 
 
-def _bad_table() -> dict[str, str]:
+def _bad_table() -> dict[str, tuple]:
     spec = importlib.util.spec_from_file_location("make_bad", ROOT / "proofs" / "bad" / "make_bad.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.BAD
 
 
-@pytest.mark.parametrize("name,reason", sorted(_bad_table().items()))
-def test_proofs_bad_fail_for_their_reason(name, reason):
+def _options(opts: list[str]) -> list[str]:
+    return [str(ROOT / "proofs" / "bad" / o) if o.startswith("..") else o for o in opts]
+
+
+@pytest.mark.parametrize("name", sorted(_bad_table()))
+def test_proofs_bad_fail_for_their_reason(name, capsys):
+    """Each file of proofs/bad/ fails `cnnproof check` (with its options) with its exit code and
+    the phrase of proofs/bad/README.md."""
+    from cnnproof.cli import main
+
+    reason, code, opts = _bad_table()[name]
     readme = (ROOT / "proofs" / "bad" / "README.md").read_text()
     assert f"`{name}`" in readme and reason in readme
-    res = check_certificate(ROOT / "proofs" / "bad" / name)
-    assert not res.ok
-    assert reason in res.reason, res.reason
+    rc = main(["check", str(ROOT / "proofs" / "bad" / name), *_options(opts)])
+    out = capsys.readouterr()
+    assert rc == code, out
+    assert reason in (out.out if code == 1 else out.err), out
 
 
 # -- the fence -------------------------------------------------------------------------------------

@@ -102,13 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="re-validate a certificate with the small fenced checker (z3 and cvc5)")
     p.add_argument("certificate", metavar="CERT.json")
     p.add_argument("--task", metavar="TASK.toml", help="the task (default: the file named in the certificate)")
-    p.add_argument("--net", metavar="NET.json", help="the network (default: the file named in the certificate, or rebuilt)")
+    p.add_argument("--net", metavar="NET.json|MODEL.onnx", help="the network the certificate must be about (default: the "
+                   "file named in the certificate, or rebuilt); refused when the certificate does not cover it")
+    p.add_argument("--paper-network", action="store_true", help="require the certificate to be about the paper's network "
+                   "rebuilt from the task")
+    p.add_argument("--theorem", choices=["zero_error", "wellposed"], help="require this theorem")
+    p.add_argument("--margin", metavar="Q|strict", help="require the zero-error claim N_c - N_c' >= Q, or the strict "
+                   "claim N_c > N_c' (a certificate of another margin is rejected)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("certify", help="the CI gate: check every certificate of a catalogue (manifest.toml) against its expected verdict")
     p.add_argument("directory", metavar="DIR", help="a folder with manifest.toml (e.g. proofs)")
     p.add_argument("--prove", action="store_true", help="prove every entry anew instead of checking stored certificates")
-    p.add_argument("--update", action="store_true", help="prove anew and (re)write the certificates named in the manifest")
+    p.add_argument("--update", action="store_true", help="prove anew, check, and rewrite the certificates named in the "
+                   "manifest whose certified content changed")
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     p.add_argument("--summary", metavar="FILE", help="write a JSON summary")
     p.add_argument("--json", action="store_true", help="print the JSON summary instead of the table")
@@ -194,10 +201,15 @@ def _dispatch(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from cnnproof.verifier.checker.check import check_certificate
+    from cnnproof.verifier.checker.check import ANY, check_certificate
+    from cnnproof.verifier.outcome import parse_margin
 
+    if args.paper_network and args.net:
+        raise InputError(None, "--paper-network", "and --net name two different networks")
+    margin = ANY if args.margin is None else None if args.margin == "strict" else parse_margin(args.margin)
     t0 = time.perf_counter()
-    res = check_certificate(args.certificate, task_path=args.task, net_path=args.net)
+    res = check_certificate(args.certificate, task_path=args.task, net_path=args.net, theorem=args.theorem,
+                            margin=margin, paper_network=args.paper_network)
     ok = bool(getattr(res, "ok", False))
     if args.json:
         out = res.to_json() if hasattr(res, "to_json") else {"valid": ok, "reason": getattr(res, "reason", "")}

@@ -111,6 +111,28 @@ def onnxruntime_logits(path: str, image: np.ndarray) -> np.ndarray | None:
 # -- export ---------------------------------------------------------------------------------
 
 
+def _checked_certificate(cert_file: str, src: str, task_file: str | None, net) -> tuple:
+    """``export --certificate``: the fenced checker on the certificate, bound to zero error, the
+    task (``task_file``, else the one the certificate names) and the exported network. Returns
+    what the checker backs: (the exact worst-case margin, else its proven lower bound; the
+    certificate file's sha256; the task's sha256). A certificate it rejects is bad input."""
+    from cnnproof.verifier.certificate import file_sha256, network_sha256
+    from cnnproof.verifier.checker.check import check_certificate
+    from cnnproof.verifier.exact import parse_rational
+
+    built = src.lower().endswith(".toml")
+    res = check_certificate(cert_file, task_path=task_file, net_path=None if built else src,
+                            theorem="zero_error", paper_network=built)
+    if not res.ok:
+        raise InputError(cert_file, None, f"rejected by the checker: {res.reason}")
+    if res.verdict != "PROVED":
+        raise InputError(cert_file, "verdict", f"is {res.verdict}; only a proof can be exported with a certificate")
+    if res.network["sha256"] != network_sha256(net):
+        raise InputError(cert_file, "network.sha256", f"is not the sha256 of the network exported ({src})")
+    backed = res.margin.get("worst_case_margin") or res.margin.get("margin_lower_bound") or res.theorem["margin"]
+    return (None if backed is None else parse_rational(backed)), file_sha256(cert_file), res.task["sha256"]
+
+
 def cmd_export(args) -> int:
     from cnnproof import __version__
     from cnnproof.verifier.certificate import file_sha256, network_sha256, task_sha256
@@ -142,25 +164,7 @@ def cmd_export(args) -> int:
     cert_sha = None
     claim_text = None
     if args.certificate:
-        cpath = Path(args.certificate)
-        try:
-            cert = json.loads(cpath.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(args.certificate, None, "no such file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InputError(args.certificate, None, f"not a certificate: {e}") from None
-        if not isinstance(cert, dict) or not isinstance(cert.get("network"), dict):
-            raise InputError(args.certificate, "network", "not a zero-error certificate of a network")
-        if cert["network"].get("sha256") != network_sha256(net):
-            raise InputError(args.certificate, "network.sha256", f"is not the sha256 of the network exported ({src})")
-        if task is not None and cert.get("task", {}).get("sha256") != task_sha256(task):
-            raise InputError(args.certificate, "task.sha256", f"is not the sha256 of the task {task_file}")
-        if cert.get("verdict") != "PROVED":
-            raise InputError(args.certificate, "verdict", f"is {cert.get('verdict')!r}; only a proof can be exported with a certificate")
-        cert_sha = file_sha256(cpath)
-        if cert.get("worst_case_margin") is not None:
-            margin = parse_rational(cert["worst_case_margin"])
-        task_digest = cert.get("task", {}).get("sha256")
+        margin, cert_sha, task_digest = _checked_certificate(args.certificate, src, task_file, net)
     else:
         task_digest = None
     if task is not None:
