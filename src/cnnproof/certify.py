@@ -66,6 +66,7 @@ class Entry:
     margin: Fraction | None  # the expected exact worst case
     expected: dict = field(default_factory=dict)  # theorem -> PROVED | REFUTED
     certs: dict = field(default_factory=dict)  # theorem -> Path | None
+    load_error: str | None = None  # the task or network file exists but does not load
 
 
 def _err(mf: Path, k: int, key: str, reason: str) -> InputError:
@@ -158,12 +159,10 @@ def load_manifest(directory: str, update: bool = False) -> list[Entry]:
         margin_claim = _rational(mf, k, e, "margin_claim", True) if "margin_claim" in e else None
         margin = _rational(mf, k, e, "margin", True) if "margin" in e else None
         label = e["file"] + (f" + {e['net']}" if "net" in e else "")
-        try:
+        task = net = imported = None
+        load_error = None
+        try:  # a file that exists but does not load is this entry's failure, not the manifest's
             task = load_task(str(task_path))
-        except InputError as err:
-            raise _err(mf, k, "file", f"cannot be loaded: {err}") from None
-        imported = None
-        try:
             if net_path is None:
                 net = build_network(task) if "network" in e else None
             elif onnx_file:
@@ -176,10 +175,10 @@ def load_manifest(directory: str, update: bool = False) -> list[Entry]:
             if net is not None:
                 check_compatible(task, net, str(net_path or "the paper's network"))
         except InputError as err:
-            raise _err(mf, k, "net" if net_path is not None else "file", f"cannot be loaded: {err}") from None
+            load_error = str(err)
         entries.append(Entry(k, label, str(task_path), task, None if net_path is None else str(net_path), net,
                              imported, margin_claim, margin,
-                             {th: e[key] for th, key, _ in THEOREMS if key in e}, certs))
+                             {th: e[key] for th, key, _ in THEOREMS if key in e}, certs, load_error))
     return entries
 
 
@@ -227,7 +226,7 @@ def _prove_and_check(en: Entry, theorem: str, margin=None, write_to: Path | None
         res = _check(en, theorem, tmp, margin)
         if not res.ok:
             return res, f"proved anew, but the checker rejects the prover's certificate: {res.reason}"
-        how = f"proved anew, certificate checked ({len(obligations)} obligations)"
+        how = f"proved anew and checked ({len(obligations)} obligations)"
         if write_to is not None:
             try:
                 old = certified_content(json.loads(write_to.read_text(encoding="utf-8")))
@@ -273,6 +272,8 @@ def _claim_row(en: Entry, theorem: str, prove: bool, update: bool) -> Row:
     t0 = time.perf_counter()
     want = en.expected[theorem]
     cert_path = en.certs.get(theorem)
+    if en.load_error is not None:
+        return Row(en.label, theorem, want, "-", "fail", "load", en.load_error, 0.0)
     try:
         if update and cert_path is not None:
             res, how = _prove_and_check(en, theorem, write_to=cert_path)
@@ -378,6 +379,6 @@ def print_table(rows: list[Row], stream=None) -> None:
     colour = {"pass": "green", "fail": "red", "unknown": "yellow", "error": "red"}
     for r in rows:
         t.add_row(r.task, r.theorem, r.expected, r.found, f"[{colour[r.status]}]{r.status}[/]",
-                  r.how + (f" - {r.detail}" if r.detail else ""), f"{r.seconds:.2f} s")
+                  (f"{r.detail} - " if r.detail else "") + r.how, f"{r.seconds:.2f} s")
     console.print(t)
     console.print(summary_line(rows))

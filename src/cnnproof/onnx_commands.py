@@ -120,6 +120,12 @@ def _checked_certificate(cert_file: str, src: str, task_file: str | None, net) -
     from cnnproof.verifier.checker.check import check_certificate
     from cnnproof.verifier.exact import parse_rational
 
+    try:  # the clearest message for the commonest mistake, before the checker's full run
+        claimed = json.loads(Path(cert_file).read_text(encoding="utf-8"))["network"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        claimed = None
+    if claimed is not None and claimed != network_sha256(net):
+        raise InputError(cert_file, "network.sha256", f"is not the sha256 of the network exported ({src})")
     built = src.lower().endswith(".toml")
     res = check_certificate(cert_file, task_path=task_file, net_path=None if built else src,
                             theorem="zero_error", paper_network=built)
