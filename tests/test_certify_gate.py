@@ -166,3 +166,19 @@ def test_the_committed_onnx_certificates_back_the_float_claim():
     how = {Path(e["task"].split(" + ")[1]).name: e["how"] for e in s["entries"]}
     assert "exact worst case 1" in how["faces.onnx"] and "margin >= " in how["levels_noise.onnx"]
     assert "float32 PROVED (rounding bound" in how["levels_noise.onnx"]
+
+
+def test_the_gate_binds_by_hash_not_by_file_name(tmp_path):
+    """The certificate's own task.file is not what the gate checks: the entry's task is, by its
+    canonical sha256. A certificate naming another (even missing) file of the same task passes;
+    the same certificate under an entry for another task fails."""
+    d = _catalogue(tmp_path, '[[task]]\nfile = "tasks/faces.toml"\nnetwork = "PROVED"\ncertificate = "c.json"\n'
+                             '[[task]]\nfile = "tasks/distractors.toml"\nnetwork = "PROVED"\ncertificate = "c.json"\n',
+                   tasks=("faces", "distractors"))
+    cert = json.loads((PROOFS / "certificates" / "faces.json").read_text())
+    cert["task"]["file"] = "somewhere/else/faces.toml"
+    (d / "c.json").write_text(json.dumps(cert))
+    rc, out, _ = run("certify", str(d), "--json")
+    s = json.loads(out)
+    assert rc == 1 and [e["status"] for e in s["entries"]] == ["pass", "fail"], s
+    assert "another task" in s["entries"][1]["detail"]
