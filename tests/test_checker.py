@@ -276,6 +276,8 @@ def test_check_says_which_theorem_it_validated(certs, capsys):
     assert "another margin" in capsys.readouterr().out
     assert main(["check", str(_cert(tmp, "faces")), "--margin", "strict", "--theorem", "zero_error",
                  "--paper-network"]) == 0
+    assert main(["check", str(_cert(tmp, "faces", "check-task")), "--margin", "strict"]) == 1
+    assert "another theorem" in capsys.readouterr().out
 
 
 def test_the_checker_reports_only_verified_margins(certs):

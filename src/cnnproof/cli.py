@@ -207,8 +207,13 @@ def cmd_check(args) -> int:
     if args.paper_network and args.net:
         raise InputError(None, "--paper-network", "and --net name two different networks")
     margin = ANY if args.margin is None else None if args.margin == "strict" else parse_margin(args.margin)
+    theorem = args.theorem
+    if args.margin is not None:  # a margin is a claim of zero error
+        if theorem == "wellposed":
+            raise InputError(None, "--margin", "applies to zero error, not to --theorem wellposed")
+        theorem = "zero_error"
     t0 = time.perf_counter()
-    res = check_certificate(args.certificate, task_path=args.task, net_path=args.net, theorem=args.theorem,
+    res = check_certificate(args.certificate, task_path=args.task, net_path=args.net, theorem=theorem,
                             margin=margin, paper_network=args.paper_network)
     ok = bool(getattr(res, "ok", False))
     if args.json:
