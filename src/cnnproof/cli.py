@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", choices=["random", "none"], default="random", help="add float32 noise within δ (default) or draw base images")
 
     p = sub.add_parser("check", help="re-validate a certificate with the small fenced checker (z3 and cvc5)")
-    p.add_argument("certificate", metavar="CERT.json")
+    p.add_argument("certificate", metavar="CERT.json", help="a certificate written by `prove`/`check-task --certificate` "
+                   "(exit 0 valid, 1 rejected, 2 bad input)")
     p.add_argument("--task", metavar="TASK.toml", help="the task (default: the file named in the certificate)")
     p.add_argument("--net", metavar="NET.json|MODEL.onnx", help="the network the certificate must be about (default: the "
                    "file named in the certificate, or rebuilt); refused when the certificate does not cover it")
