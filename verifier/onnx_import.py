@@ -11,8 +11,8 @@ export.
 The operator subset (docs/onnx.md): Conv (any stride, padding, dilation, group), Relu, MaxPool,
 GlobalMaxPool, AveragePool, GlobalAveragePool, Concat, Flatten, Reshape and Squeeze to a
 vector, Gemm, MatMul, Add, Sub, Mul and Div by constants, BatchNormalization (inference),
-Identity, Dropout (inference), Constant, and a trailing Softmax or LogSoftmax (the claim is
-made on the logits before it). Anything else fails with the node's name and the reason.
+Identity, Dropout (inference), Constant, and a trailing Softmax or LogSoftmax (the exact claim
+is made on the logits before it, the float32 claim on its float32 output). Anything else fails with the node's name and the reason.
 """
 
 from __future__ import annotations
@@ -285,8 +285,13 @@ class _Importer:
         axis = self.attrs(node).get("axis", -1)
         if len(seq.shape) != 1 or axis not in (-1, 1):
             self.fail(node, f"must act on the logits vector (axis 1 of N x K), gets shape {('N',) + seq.shape}, axis {axis}")
-        self.notes.append(f"{node.op_type} {node.name or '(unnamed)'!r} dropped: the claim is made on the logits "
-                          "before it (it preserves which logit is largest)")
+        from cnnproof.verifier.floatbound import OUTPUT_KEY
+
+        # the exact claim is made on the logits (it preserves which is largest, over the reals);
+        # the float32 claim must cover what the file outputs, so floatbound is told of it
+        self.extra[OUTPUT_KEY] = node.op_type
+        self.notes.append(f"{node.op_type} {node.name or '(unnamed)'!r}: the exact proof is made on the logits before "
+                          "it (it preserves which logit is largest); the float32 claim covers its float32 output")
 
     def op_Identity(self, node, a):
         return self.seq(node, node.input[0])
@@ -675,7 +680,7 @@ def compare_metadata(imp: Imported) -> bool:
         if want.shape != have.shape:
             raise InputError(imp.source, key, f"{path} has shape {want.shape} in the metadata, {have.shape} in the graph; {hint}")
         for idx in np.ndindex(want.shape):
-            if Fraction(float(rounded[idx])) != have[idx]:
+            if not np.isfinite(rounded[idx]) or Fraction(float(rounded[idx])) != have[idx]:
                 raise InputError(imp.source, key, f"{path}{list(idx)} is {have[idx]} in the graph but the recorded "
                                  f"exact weight {want[idx]} rounds to {float(rounded[idx])!r}; {hint}")
     if list(recorded.class_names) != list(imp.net.class_names):
