@@ -136,7 +136,7 @@ def _digits(q: Fraction, up: bool, n: int) -> str:
         if Fraction(m) / Fraction(10) ** shift < q:
             m += 1
     d = Decimal(m).scaleb(-shift).normalize()
-    if -5 <= e < 15:
+    if -4 <= e < 15:
         return format(d, "f")
     t = d.as_tuple()
     ds = "".join(map(str, t.digits))
@@ -343,6 +343,13 @@ def _moved(st: _State, rows, bias: list[Fraction], extra: int, normal: _State) -
     for o, b in enumerate(bias):
         y = alt.fold.mag[o] + alt.err[o]
         e = abs(s) * alt.err[o] + gamma(3) * (abs(s) * y + abs(b)) + 2 * TINY + (ds * y if ds > U * abs(s) else 0)
+        if alt.fold.whi[o] is not None:  # alpha applied to the weights instead: w s as float32
+            top = _up(abs(s) * alt.fold.whi[o] * (1 + U) + TINY)
+            if top >= FLT_LIMIT:
+                raise _Overflow(f"a weight times a scale moved into its alpha may reach {fmt_up(top)}, "
+                                "beyond the float32 range")
+            if abs(s) * alt.fold.wlo[o] < MIN_NORMAL:
+                e += alt.fold.xsum[o] * TINY
         err.append(max(normal.err[o], _up(e)))
     return _State(normal.lo, normal.hi, err, [None] * len(err), normal.spatial, normal.fold)
 
@@ -421,6 +428,10 @@ def _affine(layer: Affine, st: _State, extra) -> _State:
             ds = rounding_error(s, "an elementwise scale")
             db = rounding_error(b, "an elementwise shift")
             A = (X + E) * (ds if ds > U * abs(s) else 0) + (db if db > U * abs(b) else 0)
+            grow = 1 + gamma(extra + 1)  # a scale the runtime computes may come out this much larger
+            if computed and abs(s) * grow >= FLT_LIMIT:
+                raise _Overflow(f"an elementwise scale computed in float32 may reach {fmt_up(abs(s) * grow)}, "
+                                "beyond the float32 range")
             if computed and abs(s) < 2 * MIN_NORMAL:
                 A += (X + E) * TINY
             if computed:
@@ -428,7 +439,7 @@ def _affine(layer: Affine, st: _State, extra) -> _State:
             if fold is not None:  # the multiply may be folded into the preceding weights
                 X = max(X, fold.mag[c])
                 if fold.whi[c] is not None:
-                    top = _up(abs(s) * fold.whi[c] * (1 + U) + TINY)
+                    top = _up(abs(s) * fold.whi[c] * (1 + U) * grow + TINY)
                     if top >= FLT_LIMIT:
                         raise _Overflow(f"a weight folded with a following constant multiply may reach {fmt_up(top)}, "
                                         "beyond the float32 range")

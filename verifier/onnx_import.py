@@ -455,7 +455,10 @@ class _Importer:
         if B.ndim != 2:
             self.fail(node, f"B must be a matrix, has shape {B.shape}")
         w = B if a.get("transB", 0) else B.T
-        alpha, beta = Fraction(float(np.float32(a.get("alpha", 1.0)))), Fraction(float(np.float32(a.get("beta", 1.0))))
+        ab = np.array([a.get("alpha", 1.0), a.get("beta", 1.0)], dtype=np.float32)
+        if not np.all(np.isfinite(ab)):
+            self.fail(node, f"alpha and beta must be finite float32 numbers, are {ab[0]} and {ab[1]}")
+        alpha, beta = Fraction(float(ab[0])), Fraction(float(ab[1]))
         O = w.shape[0]
         has_c = len(node.input) > 2 and node.input[2]
         c = self._bias_vector(node, self.const(node, node.input[2], "C"), O, f"initializer {node.input[2]!r}") if has_c else None

@@ -111,6 +111,23 @@ def onnxruntime_logits(path: str, image: np.ndarray) -> np.ndarray | None:
 # -- export ---------------------------------------------------------------------------------
 
 
+def _certificate_task(cert_path: str, digest: str | None):
+    """The task a certificate names (its ``task.file``, as the checker resolves it), when it is
+    there and its sha256 is the certificate's; else None (then no float32 claim is made)."""
+    from cnnproof.constructions.task import load_task
+    from cnnproof.verifier.certificate import task_sha256
+
+    try:
+        name = json.loads(Path(cert_path).read_text(encoding="utf-8"))["task"]["file"]
+        p = Path(name)
+        if not p.is_absolute() and (Path(cert_path).parent / p).exists():
+            p = Path(cert_path).parent / p
+        task = load_task(str(p))
+    except (OSError, ValueError, KeyError, TypeError, InputError):
+        return None
+    return task if digest and task_sha256(task) == digest else None
+
+
 def cmd_export(args) -> int:
     from cnnproof import __version__
     from cnnproof.verifier.certificate import file_sha256, network_sha256, task_sha256
@@ -170,9 +187,11 @@ def cmd_export(args) -> int:
         task_digest = None
     proof_status = "proved" if (margin is not None or cert_sha is not None) else "unproved"
     float_status = None
+    if task is None and cert_sha is not None and margin is not None and not claim_text:
+        task = _certificate_task(args.certificate, task_digest)  # to decide the float32 claim on
     if task is not None:
         task_digest = task_sha256(task)
-        if margin is None or not args.certificate:
+        if margin is None or cert_sha is None:
             from cnnproof.verifier.prove import prove
 
             q = Question("zero_error")
@@ -216,7 +235,7 @@ def cmd_export(args) -> int:
         raise InputError(args.output, None, f"cannot write the model: {e.strerror or e}") from None
     print(f"wrote {args.output}: ONNX opset 17, input 'image' float32 [N,{net.input_shape[0]},{net.input_shape[1]},"
           f"{net.input_shape[2]}], output 'logits' [N,{len(net.class_names)}] ({', '.join(net.class_names)})")
-    how = f" (certificate {args.certificate}, checked)" if cert_sha is not None else ""
+    how = f" (certificate {args.certificate})" if cert_sha is not None else ""
     if proof_status == "proved" and margin is not None:
         print(f"proved    exact worst-case margin {format_rational(margin)}{how}; metadata cnnproof.proof_status = proved")
     elif proof_status == "proved":
