@@ -202,13 +202,18 @@ def test_gemm_alpha_folded_into_tiny_weights_is_charged():
     assert fb.logit_errors[0] >= Fraction(2**100) * Fraction(1, 2**149)
 
 
-def test_a_division_by_a_subnormal_constant_is_not_claimed():
-    """Div by 2^-140: its reciprocal 2^140 is no float32 (a runtime that multiplies by fl(1/c)
-    multiplies by infinity)."""
-    net = Network((1, 1, 1), (Affine(fa([Fraction(2**140)], (1, 1, 1)), fa([0], (1, 1, 1))), Flatten(),
-                              Dense(fa([1, -1], (2, 1)), fa([0, 0], (2,)))), ("a", "b"))
-    fb = floatbound.analyse_box(net, Fraction(0), Fraction(1, 2**100))
-    assert fb.overflow and "infinity" in fb.overflow
+def test_a_division_by_a_subnormal_constant_is_not_claimed(tmp_path, task, capsys):
+    """MatMul then Div by 2^-140: onnxruntime moves 1/c into the product's alpha, and fl(2^140)
+    is infinite (without the fusion the logits are +-2^40)."""
+    nodes = [helper.make_node("Flatten", ["image"], ["f"], axis=1), helper.make_node("MatMul", ["f", "M"], ["g"]),
+             helper.make_node("Div", ["g", "D"], ["logits"])]
+    p = _model(nodes, {"M": [[2.0**-100, -(2.0**-100)], [-(2.0**-100), 2.0**-100]], "D": np.array(2.0**-140)},
+               tmp_path / "div.onnx")
+    assert _ort(p, NONE).tolist() == [[2.0**40, -(2.0**40)], [-(2.0**40), 2.0**40]]
+    assert not np.isfinite(_ort(p)).all()
+    code, out = _prove(capsys, task, p)
+    assert out["verdict"] == "PROVED" and out["float32"]["status"] == "UNKNOWN" and code == 3
+    assert "infinity" in out["float32"]["text"]
 
 
 def test_a_bias_that_rounds_to_infinity_is_not_claimed():
