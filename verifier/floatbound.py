@@ -19,6 +19,16 @@ no flush-to-zero. Two arguments:
    1-Lipschitz and exact in float32. For the last dense layer the bound is taken on the
    difference N_c - N_c' directly (``sum |w_c - w_c'| E`` plus both roundings). The claim holds
    when the largest such bound is below the exact worst-case margin.
+
+At the edges of the range (docs/onnx.md, "Folded layers"): a constant that is not a float32
+number is charged its exact rounding error whenever that exceeds u|w| (subnormal or zero
+results); a constant that rounds to infinity, or any value, folded weight or unscaled sum that
+may reach 2^128 (1 - 2^-25), gives no claim. Runtimes fold constant multiplies after a linear
+layer into its weights and move a scalar multiply before a MatMul into its alpha: both are
+bounded (folded weight magnitudes are tracked; a folded weight that may leave the normal range
+costs 2^-149 per tap). A trailing Softmax/LogSoftmax adds ``output_slack`` to every pair bound,
+so that the file's float32 outputs, not only its logits, are strictly in order. Every float
+conversion is exact (``round_float32`` works on integers), so any rational is handled.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ The operator subset (docs/onnx.md): Conv (any stride, padding, dilation, group),
 GlobalMaxPool, AveragePool, GlobalAveragePool, Concat, Flatten, Reshape and Squeeze to a
 vector, Gemm, MatMul, Add, Sub, Mul and Div by constants, BatchNormalization (inference),
 Identity, Dropout (inference), Constant, and a trailing Softmax or LogSoftmax (the exact claim
-is made on the logits before it, the float32 claim on its float32 output). Anything else fails with the node's name and the reason.
+is made on the logits before it, the float32 claim on its float32 output). Anything else fails
+with the node's name and the reason.
 """
 
 from __future__ import annotations
