@@ -501,7 +501,7 @@ def analyse(task: Task, net: Network, extra_roundings: dict | None = None) -> Fl
 def analyse_box(net: Network, lo: Fraction, hi: Fraction, input_error: Fraction = Fraction(0),
                 extra_roundings: dict | None = None) -> FloatBound:
     """The same analysis for every input in the box [lo, hi]^(C x H x W) given as float32 numbers
-    (``input_error`` 0) or rounded to float32 (``input_error`` >= u max(|lo|, |hi|))."""
+    (``input_error`` 0) or rounded to float32 (``input_error`` >= u max(|lo|, |hi|) + 2^-149)."""
     C, H, W = net.input_shape
     st = _State([Fraction(lo)] * C, [Fraction(hi)] * C, [Fraction(input_error)] * C, [None] * C, (H, W))
     return _analyse(net, st, Fraction(input_error), [], extra_roundings or {}, True)

@@ -163,6 +163,12 @@ def network_to_onnx(net: Network, *, metadata: dict[str, str] | None = None, glo
 
     if global_pool not in ("global", "maxpool"):
         raise ValueError(f"global_pool must be 'global' or 'maxpool', not {global_pool!r}")
+    inf = float32_problems(net).to_infinity
+    if inf:
+        from cnnproof.verifier.errors import InputError
+
+        raise InputError(None, f"network {inf[0]}", "has an entry whose magnitude rounds to infinity in float32 "
+                         "(>= 2^128 (1 - 2^-25)); an ONNX file cannot hold it")
     b = _Builder(global_pool)
     out, shape = b.chain(net.layers, INPUT_NAME, tuple(net.input_shape))
     # the last node writes the graph output
