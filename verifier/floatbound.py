@@ -33,6 +33,7 @@ conversion is exact (``round_float32`` works on integers), so any rational is ha
 
 from __future__ import annotations
 
+import contextvars
 import math
 import sys
 from dataclasses import dataclass, field
@@ -61,6 +62,16 @@ U = Fraction(1, 2**24)  # unit roundoff of binary32
 TINY = Fraction(1, 2**149)  # the smallest subnormal: bounds one underflowing product
 BITS = 40
 FLT_LIMIT = Fraction(2**128) * (1 - Fraction(1, 2**25))  # magnitudes from here on round to infinity
+
+
+# what the bound of the current analysis charged beyond relative rounding errors (for the text)
+_CHARGES: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("charges", default=None)
+
+
+def _charged(what: str) -> None:
+    got = _CHARGES.get()
+    if got is not None:
+        got.add(what)
 
 
 class _Overflow(Exception):
@@ -240,6 +251,7 @@ class FloatBound:
     overflow: str | None = None  # why a value may overflow float32 (then no claim)
     output_op: str | None = None  # a trailing Softmax / LogSoftmax the file applies to the logits
     output_slack: Fraction = Fraction(0)  # the logit gap that keeps its float32 outputs in order
+    charges: list[str] = field(default_factory=list)  # what the bound charged beyond relative errors
 
     @property
     def max_pair_error(self) -> Fraction:
@@ -315,6 +327,7 @@ def _linear(st: _State, rows: list[list[tuple[int, Fraction]]], bias: list[Fract
             d = rounding_error(w, "a weight")
             if d > U * aw:  # below the normal range (or zero): an absolute error, not a relative one
                 A += d * xm
+                _charged("absolute errors of weights below the float32 normal range")
             wl = aw if wl is None else min(wl, aw)
             wh = aw if wh is None else max(wh, aw)
             kw = _dyadic_exponent(w) if d == 0 else None
@@ -360,6 +373,8 @@ def _moved(st: _State, rows, bias: list[Fraction], extra: int, normal: _State) -
                                 "beyond the float32 range")
             if abs(s) * alt.fold.wlo[o] < MIN_NORMAL:
                 e += alt.fold.xsum[o] * TINY
+        if _up(e) > normal.err[o]:
+            _charged("the unscaled sum of a MatMul/Gemm whose preceding scalar multiply a runtime moves into its alpha")
         err.append(max(normal.err[o], _up(e)))
     return _State(normal.lo, normal.hi, err, [None] * len(err), normal.spatial, normal.fold)
 
@@ -456,6 +471,8 @@ def _affine(layer: Affine, st: _State, extra) -> _State:
                     low = abs(s) * fold.wlo[c]
                     if low < MIN_NORMAL:  # a folded weight may be subnormal or zero: 2^-149 per tap
                         A += fold.xsum[c] * TINY
+                        _charged("absolute errors of folded weights (a weight times the constant multiply after "
+                                 "it, as runtimes fold them) below the float32 normal range")
                     wls.append(max(Fraction(0), _down(low * (1 - U) - TINY)))
                     whs.append(top)
                 A += TINY  # the folded bias b s
@@ -508,6 +525,17 @@ def analyse_box(net: Network, lo: Fraction, hi: Fraction, input_error: Fraction 
 
 
 def _analyse(net: Network, st: _State, e_in: Fraction, notes: list[str], extra: dict, noisy: bool) -> FloatBound:
+    charges: set[str] = set()
+    token = _CHARGES.set(charges)
+    try:
+        fb = _analyse_checked(net, st, e_in, notes, extra, noisy)
+    finally:
+        _CHARGES.reset(token)
+    fb.charges = sorted(charges)
+    return fb
+
+
+def _analyse_checked(net: Network, st: _State, e_in: Fraction, notes: list[str], extra: dict, noisy: bool) -> FloatBound:
     try:
         if max(max(map(abs, st.lo)), max(map(abs, st.hi))) + e_in >= FLT_LIMIT:
             raise _Overflow("an input value is beyond the float32 range")
@@ -617,8 +645,9 @@ def claim(fb: FloatBound, margin: Fraction | None) -> FloatClaim:
     if E < margin:
         return FloatClaim("PROVED", "rounding bound", E, margin,
                           f"PROVED by the rounding bound: {what} <= {Ed} < {ms} <= N_c - N_c' (proved)")
+    because = f"; the bound includes {' and '.join(fb.charges)}" if fb.charges else ""
     return FloatClaim("UNKNOWN", "rounding bound", E, margin,
-                      f"UNKNOWN: the rounding bound {Ed} ({what}) is not below the proven margin {ms} "
+                      f"UNKNOWN: the rounding bound {Ed} ({what}) is not below the proven margin {ms}{because} "
                       "(the exact proof still stands)")
 
 

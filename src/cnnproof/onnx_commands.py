@@ -257,7 +257,7 @@ def cmd_export(args) -> int:
               file=sys.stderr)
     if problems.to_zero:
         print(f"warning   {len(problems.to_zero)} parameter array(s) have nonzero entries that round to 0 in float32 "
-              f"(below 2^-150: {', '.join(problems.to_zero[:3])}{', ...' if len(problems.to_zero) > 3 else ''}): "
+              f"(magnitude at most 2^-150: {', '.join(problems.to_zero[:3])}{', ...' if len(problems.to_zero) > 3 else ''}): "
               "the file computes another function", file=sys.stderr)
     if problems.subnormal:
         print(f"warning   {len(problems.subnormal)} parameter array(s) have entries that round to subnormal float32 numbers "
