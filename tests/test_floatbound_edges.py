@@ -303,6 +303,14 @@ def test_printed_margins_round_down_and_bounds_up():
     assert fmt_up(Fraction(99999997, 10**8)) == "1"
     assert fmt_up(Fraction(1, 3)) == "0.334" and fmt_down(Fraction(1, 3), 3) == "0.333"
     assert fmt_up(Fraction(10**400 + 1)) == "1.01e+400"
+    assert fmt_up(Fraction(9999, 10**24)) == "1e-20" and fmt_up(Fraction(9999 * 10**17)) == "1e+21"
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        q = Fraction(int(rng.integers(1, 10**6)), int(rng.integers(1, 10**6))) * Fraction(10) ** int(rng.integers(-30, 30))
+        from decimal import Decimal
+
+        assert Fraction(Decimal(fmt_up(q))) >= q >= Fraction(Decimal(fmt_down(q)))
+        assert Fraction(Decimal(fmt_up(-q))) >= -q >= Fraction(Decimal(fmt_down(-q)))
     fb = floatbound.FloatBound(False, "", [Fraction(1, 10**6)] * 2, {(0, 1): Fraction(1, 10**6), (1, 0): Fraction(1, 10**6)},
                                Fraction(0))
     c = floatbound.claim(fb, Fraction(99999997, 10**8))

@@ -154,6 +154,7 @@ def _digits(q: Fraction, up: bool, n: int) -> str:
     if m >= 10**n:  # rounding up carried into another digit
         m //= 10
         shift -= 1
+        e += 1
         if Fraction(m) / Fraction(10) ** shift < q:
             m += 1
     d = Decimal(m).scaleb(-shift).normalize()
