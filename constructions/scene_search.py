@@ -16,6 +16,13 @@ search is absolute (so it is exact at the border) and goal-directed:
 * a committed occurrence freezes its cells, so later placements cannot destroy it;
 * when every goal is committed, the remaining required copies are packed anywhere compatible.
 
+The search never runs on a canvas larger than :func:`reduced_canvas`: an explicit size, a
+function of the class's rules and the goals only, beyond which the canvas cannot change the answer
+(docs/scene-counts.md, "Why the canvas size stops mattering"). A scene found on the reduced
+canvas is a scene of the real one (same coordinates), and a scene of the real canvas can be
+squeezed into the reduced one, so the answer is exact on every canvas and the work stops
+growing once the canvas is larger than the bound. ``WORK`` counts searches and nodes.
+
 A node budget bounds the work; exceeding it raises SearchBudgetExceeded (the caller answers
 UNKNOWN or falls back, never guesses). :func:`uncoverable_cell` is the cheap, canvas-independent
 proof that a feature can never appear in a class: a cell of its support that needs a
@@ -24,6 +31,7 @@ non-background value which no placement of the class can write compatibly.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -33,6 +41,33 @@ from cnnproof.constructions.task import ClassSpec, Feature, Task
 Cell = tuple[int, int, int]  # (channel, row, col)
 
 DEFAULT_BUDGET = 200_000
+
+WORK: Counter = Counter()  # "searches" and "nodes" of appear_together; read by tests and bench
+
+
+def reduced_canvas(task: Task, cls: ClassSpec, goals) -> tuple[int, int]:
+    """(rows, cols): the canvas on which the question "can ``goals`` occur together in a scene
+    of ``cls``?" has the same answer as on the task's canvas (docs/scene-counts.md, section
+    "Why the canvas size stops mattering").
+
+    Per axis: the region's first anchor, plus the extent of every object a scene with the goals
+    can hold (each placement it can contain and each goal window), plus, per object, one empty
+    run shorter than gap + stride. Never larger than the canvas itself.
+    """
+    r, q = cls.anchors.stride
+    r0, c0 = (0, 0) if cls.anchors.region is None else cls.anchors.region[:2]
+    req = [task.feature(n) for n in cls.required for _ in range(cls.copies)]
+    ds = [task.feature(n) for n in cls.distractors] if cls.max_distractors > 0 else []
+    gs = [task.feature(n) for n in dict.fromkeys(goals)]
+    n_obj = len(req) + (cls.max_distractors if ds else 0) + len(gs)
+
+    def extent(size) -> int:  # the summed extent of the objects along one axis
+        most = max((size(f) for f in ds), default=0)
+        return sum(size(f) for f in req + gs) + cls.max_distractors * most
+
+    rows = max(r0, 0) + extent(lambda f: f.height) + n_obj * (cls.gap + r - 1)
+    cols = max(c0, 0) + extent(lambda f: f.width) + n_obj * (cls.gap + q - 1)
+    return min(task.height, rows), min(task.width, cols)
 
 
 def _support(f: Feature) -> dict[Cell, Fraction]:
@@ -177,7 +212,7 @@ def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ..
     # goals with the fewest anchors and most constraints first
     goals.sort(key=lambda g: (-len(opts[g]), g))
     bg = task.background
-    H, W = task.height, task.width
+    H, W = reduced_canvas(task, cls, goals)  # exact on the real canvas (see the docstring)
     allows = cls.anchors.allows
     if _relaxed is not None:
         H, W, centre = _relaxed
@@ -189,9 +224,12 @@ def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ..
     st = _State([], [], {}, set(), {}, {n: cls.copies for n in cls.required}, cls.max_distractors)
     nodes = 0
 
+    WORK["searches"] += 1
+
     def tick():
         nonlocal nodes
         nodes += 1
+        WORK["nodes"] += 1
         if nodes > budget:
             raise SearchBudgetExceeded(f"scene search over {budget} nodes (class {cls.name}, goals {goals})")
 

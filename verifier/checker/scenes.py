@@ -3,8 +3,11 @@
 Stage: task -> scene facts. Written separately from ``constructions/scene_search.py``:
 
 * :func:`uncoverable` re-checks an "uncoverable cell" claim directly;
-* :func:`can_cooccur` decides exactly, by one z3 query over the real canvas (integer anchors),
-  whether some scene of a class has a base image containing every goal feature;
+* :func:`can_cooccur` decides exactly, by one z3 query (integer anchors), whether some scene
+  of a class has a base image containing every goal feature. The query is posed on the canvas
+  of :func:`bounded_canvas`, never larger than the task's: by the squeezing argument of
+  docs/scene-counts.md ("Why the canvas size stops mattering") the answer is the same there, so
+  the query, and its cost, stop growing with the canvas;
 * :func:`scene_errors` and :func:`occurs` check a concrete counterexample scene and image.
 """
 
@@ -53,9 +56,34 @@ def uncoverable(task: Task, cls: ClassSpec, g: str, cell) -> str | None:
     return None
 
 
+def bounded_canvas(task: Task, cls: ClassSpec, goals: list[str]) -> tuple[int, int]:
+    """(H', W') with the same co-occurrence answer as the task's canvas (docs/scene-counts.md,
+    "Why the canvas size stops mattering"): per axis, the region's first row (column), plus the
+    heights (widths) of the most placements a scene can hold and of the goal windows, plus
+    gap + stride - 1 per object; capped by the canvas."""
+    heights, widths = [], []
+    for fname in cls.required:
+        f = task.feature(fname)
+        heights += [f.height] * cls.copies
+        widths += [f.width] * cls.copies
+    if cls.max_distractors > 0 and cls.distractors:
+        heights += [max(task.feature(d).height for d in cls.distractors)] * cls.max_distractors
+        widths += [max(task.feature(d).width for d in cls.distractors)] * cls.max_distractors
+    for gname in set(goals):
+        heights.append(task.feature(gname).height)
+        widths.append(task.feature(gname).width)
+    n = len(heights)
+    row0, col0 = (0, 0) if cls.anchors.region is None else (max(cls.anchors.region[0], 0), max(cls.anchors.region[1], 0))
+    rs, cs = cls.anchors.stride
+    H = row0 + sum(heights) + n * (cls.gap + rs - 1)
+    W = col0 + sum(widths) + n * (cls.gap + cs - 1)
+    return min(H, task.height), min(W, task.width)
+
+
 def can_cooccur(task: Task, cls: ClassSpec, goals: list[str]) -> bool:
     """Exactly: does some scene of ``cls`` have a base image containing every goal?"""
-    H, W, bg = task.height, task.width, task.background
+    H, W = bounded_canvas(task, cls, goals)
+    bg = task.background
     feats = {f.name: f for f in task.features}
     s = z3.Solver()
     slots = []  # (name -> selector) per slot, and its anchor variables
