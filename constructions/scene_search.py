@@ -18,8 +18,7 @@ search is absolute (so it is exact at the border) and goal-directed:
 
 The search never runs on a canvas larger than :func:`reduced_canvas`: an explicit size, a
 function of the class's rules and the goals only, beyond which the canvas cannot change the answer
-(docs/scene-counts.md, "Why the canvas size stops mattering"). A scene found on the reduced
-canvas is a scene of the real one (same coordinates), and a scene of the real canvas can be
+(the proof: docs/canvas-bound.md). A scene found on the reduced canvas is a scene of the real one (same coordinates), and a scene of the real canvas can be
 squeezed into the reduced one, so the answer is exact on every canvas and the work stops
 growing once the canvas is larger than the bound. ``WORK`` counts searches and nodes.
 
@@ -47,8 +46,7 @@ WORK: Counter = Counter()  # "searches" and "nodes" of appear_together; read by 
 
 def reduced_canvas(task: Task, cls: ClassSpec, goals) -> tuple[int, int]:
     """(rows, cols): the canvas on which the question "can ``goals`` occur together in a scene
-    of ``cls``?" has the same answer as on the task's canvas (docs/scene-counts.md, section
-    "Why the canvas size stops mattering").
+    of ``cls``?" has the same answer as on the task's canvas (the proof: docs/canvas-bound.md).
 
     Per axis: the region's first anchor, plus the extent of every object a scene with the goals
     can hold (each placement it can contain and each goal window), plus, per object, one empty

@@ -3,8 +3,7 @@ every set of one or two features, ``appear_together`` finds a scene iff some enu
 contains them all, and the scene it returns is a valid scene that does contain them.
 
 Both the search and the checker's ``can_cooccur`` pose the question on a bounded canvas
-(``reduced_canvas`` / ``bounded_canvas``; docs/scene-counts.md, "Why the canvas size stops
-mattering"). The tests below draw canvases larger than that bound, so that the squeezing
+(``reduced_canvas`` / ``bounded_canvas``; the proof: docs/canvas-bound.md). The tests below draw canvases larger than that bound, so that the squeezing
 argument itself is tested: brute force on the full canvas, brute force on the bounded one, the
 search and the checker all give the same answer."""
 

@@ -6,8 +6,8 @@ Stage: task -> scene facts. Written separately from ``constructions/scene_search
 * :func:`can_cooccur` decides exactly, by one z3 query (integer anchors), whether some scene
   of a class has a base image containing every goal feature. The query is posed on the canvas
   of :func:`bounded_canvas`, never larger than the task's: by the squeezing argument of
-  docs/scene-counts.md ("Why the canvas size stops mattering") the answer is the same there, so
-  the query, and its cost, stop growing with the canvas;
+  docs/canvas-bound.md the answer is the same there, so the query, and its cost, stop growing
+  with the canvas;
 * :func:`scene_errors` and :func:`occurs` check a concrete counterexample scene and image.
 """
 
@@ -57,8 +57,8 @@ def uncoverable(task: Task, cls: ClassSpec, g: str, cell) -> str | None:
 
 
 def bounded_canvas(task: Task, cls: ClassSpec, goals: list[str]) -> tuple[int, int]:
-    """(H', W') with the same co-occurrence answer as the task's canvas (docs/scene-counts.md,
-    "Why the canvas size stops mattering"): per axis, the region's first row (column), plus the
+    """(H', W') with the same co-occurrence answer as the task's canvas (proof:
+    docs/canvas-bound.md): per axis, the region's first row (column), plus the
     heights (widths) of the most placements a scene can hold and of the goal windows, plus
     gap + stride - 1 per object; capped by the canvas."""
     heights, widths = [], []
