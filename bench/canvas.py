@@ -80,7 +80,7 @@ def one(n: int, folder: Path) -> dict:
             secs = time.perf_counter() - t0
             checker_scenes.can_cooccur = real
             out["check " + cmd] = {"valid": res.ok, "reason": res.reason, "seconds": secs, "queries": len(canv),
-                            "canvas": max(canv, default=None)}
+                            "canvas": max(canv, default=None, key=lambda v: v[2] * v[3])}
     return out
 
 
@@ -97,8 +97,8 @@ def table(rows: list[dict]) -> str:
         cks = [r["check check-task"], r["check prove"]]
         ck = {"valid": all(c["valid"] for c in cks), "reason": "; ".join(c["reason"] for c in cks if not c["valid"]),
               "seconds": sum(c["seconds"] for c in cks), "queries": sum(c["queries"] for c in cks),
-              "canvas": max((c["canvas"] for c in cks if c["canvas"]), default=None)}
-        canvas = "-" if ck["canvas"] is None else f"{ck['canvas'][0]}x{ck['canvas'][1]}"
+              "canvas": max((c["canvas"] for c in cks if c["canvas"]), default=None, key=lambda v: v[2] * v[3])}
+        canvas = "-" if ck["canvas"] is None else f"{ck['canvas'][2]}x{ck['canvas'][3]}"
         lines.append(
             f"| {r['size']}x{r['size']} | {ct['verdict']}, {ct['route']} | {ct['seconds']:.2f} | {ct['searches']} / {ct['nodes']} "
             f"| {pr['verdict']}, {pr['route']} | {pr['seconds']:.2f} | {pr['searches']} / {pr['nodes']} "

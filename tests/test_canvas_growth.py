@@ -4,7 +4,7 @@ The bundled task, faces, resized to 8, 16, 32, 64 and 128: both theorems are PRO
 compositional method itself (no fallback), the certificates are VALID, and the scene-search work
 (``scene_search.WORK``: searches and search nodes) and the checker's co-occurrence queries (the
 canvas each is posed on) stop growing once the canvas is larger than the bound of
-docs/scene-counts.md ("Why the canvas size stops mattering"). Counts, not times."""
+docs/canvas-bound.md. Counts, not times."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_faces_canvas_growth(tmp_path, capsys, monkeypatch):
         # the checker poses the same queries on the same bounded canvases
         queries = {n: m[n][cmd + " check"] for n in SIZES}
         assert len({json.dumps(queries[n]) for n in SIZES if n >= 16}) == 1, queries
-        assert all(H <= 16 and W <= 16 for n in SIZES for _, _, (H, W) in queries[n])
+        assert all(H <= 16 and W <= 16 for n in SIZES for _, _, (_, _, H, W) in queries[n])
 
 
 def test_the_old_growth_is_gone_at_512(tmp_path, capsys):
