@@ -134,7 +134,7 @@ def far_region(draw):
     return text, load_or_reject(text)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(far_region())
 def test_frame_shift_agrees_with_brute_force(pair):
     text, task = pair
@@ -165,7 +165,7 @@ STRIPS = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(STRIPS)
 def test_bounded_canvas_agrees_with_brute_force_beyond_the_bound(pair):
     text, task = pair
