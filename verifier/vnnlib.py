@@ -547,10 +547,15 @@ def _quiet_stdout():
 
 
 def _maraboupy():
+    """maraboupy's ``Marabou`` module; :class:`cnnproof.extras.MissingExtra` (an ImportError
+    naming the crosscheck extra) when maraboupy is not installed."""
     import warnings
+
+    from cnnproof.extras import require
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Tensorflow parser is unavailable": not needed
+        require("maraboupy", "running Marabou on the queries")
         from maraboupy import Marabou
     return Marabou
 
