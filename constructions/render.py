@@ -361,13 +361,14 @@ def class_schedule(task: Task, n: int) -> list[int]:
     return [k % K for k in range(n)]
 
 
-def sample_dataset(task: Task, n: int, seed: int, noise: str = "random") -> Dataset:
+def sample_dataset(task: Task, n: int, seed: int, noise: str = "random", progress=None) -> Dataset:
     """``n`` images, classes round robin, deterministic for ``seed`` (see docs/sampling.md).
 
     One ``random.Random(seed)`` draws the scenes (``sample_scenes`` once per class, in class
     order, for that class's share), then a 64-bit seed for the numpy generator of the noise, so
     the scenes do not depend on the noise mode. ``noise="none"`` gives the base images in
-    float32 (:func:`nearest_image_float32`).
+    float32 (:func:`nearest_image_float32`). ``progress(i, K + n)`` is called before the scenes
+    of each of the K classes are drawn and before each image is made (``i`` from 0).
     """
     if n < 1:
         raise InputError(None, "-n", f"the number of images must be >= 1, found {n}")
@@ -376,7 +377,10 @@ def sample_dataset(task: Task, n: int, seed: int, noise: str = "random") -> Data
     rng = random.Random(seed)
     schedule = class_schedule(task, n)
     per_class: list[list[Scene]] = []
+    K = len(task.classes)
     for c, cls in enumerate(task.classes):
+        if progress:
+            progress(c, K + n)
         count = schedule.count(c)
         try:
             per_class.append(sample_scenes(task, cls, count, rng) if count else [])
@@ -386,7 +390,9 @@ def sample_dataset(task: Task, n: int, seed: int, noise: str = "random") -> Data
     taken = [0] * len(task.classes)
     scenes: list[Scene] = []
     images, inside = [], []
-    for c in schedule:
+    for k, c in enumerate(schedule):
+        if progress:
+            progress(K + k, K + n)
         s = per_class[c][taken[c]]
         taken[c] += 1
         scenes.append(s)
@@ -532,8 +538,9 @@ def png_bytes(task: Task, ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-def sample_command(task: Task, args) -> int:
-    """``cnnproof sample``: write a PNG contact sheet or an .npz dataset; returns exit code 0."""
+def sample_command(task: Task, args, bar=None) -> int:
+    """``cnnproof sample``: write a PNG contact sheet or an .npz dataset; returns exit code 0.
+    ``bar(i, total)`` is the terminal's progress bar (:func:`sample_dataset`)."""
     from cnnproof.verifier.network import write_atomic
 
     out = Path(args.output)
@@ -543,7 +550,7 @@ def sample_command(task: Task, args) -> int:
                          "write FILE.png (contact sheet) or FILE.npz (dataset)")
     if args.n < 1:
         raise InputError(None, "-n", f"the number of images must be >= 1, found {args.n}")
-    ds = sample_dataset(task, args.n, args.seed, args.noise)
+    ds = sample_dataset(task, args.n, args.seed, args.noise, progress=bar)
     data = png_bytes(task, ds) if ext == ".png" else npz_bytes(ds)
     try:
         write_atomic(out, data)

@@ -226,7 +226,8 @@ def _dispatch(args) -> int:
     if args.command == "sample":
         from cnnproof.constructions import render
 
-        return render.sample_command(task, args)
+        with _progress_bar(True, "images") as bar:
+            return render.sample_command(task, args, bar=bar)
     if args.command == "show":
         from cnnproof.constructions.render import task_text
 
@@ -235,7 +236,8 @@ def _dispatch(args) -> int:
     if args.command == "export-vnnlib":
         from cnnproof.verifier.vnnlib import export_command
 
-        return export_command(task, args)
+        with _progress_bar(True, "queries") as bar:
+            return export_command(task, args, bar=bar)
     raise InputError(None, None, f"unknown command {args.command}")
 
 
@@ -246,7 +248,8 @@ def cmd_check(args) -> int:
     from cnnproof.verifier.checker.check import check_certificate
 
     t0 = time.perf_counter()
-    res = check_certificate(args.certificate, task_path=args.task, net_path=args.net)
+    with _progress_bar(not args.json, "obligations") as bar:
+        res = check_certificate(args.certificate, task_path=args.task, net_path=args.net, progress=bar)
     ok = bool(getattr(res, "ok", False))
     if args.json:
         out = res.to_json() if hasattr(res, "to_json") else {"valid": ok, "reason": getattr(res, "reason", "")}
@@ -276,11 +279,14 @@ def cmd_certify(args) -> int:
 
 
 class _progress_bar:
-    """A rich progress bar on stderr over the classes of a proof; silent unless stderr is a
-    terminal (and never with --json)."""
+    """A rich progress bar on stderr over the classes of a proof (the obligations of a check,
+    the images of ``sample``, the queries of ``export-vnnlib``); silent unless stderr is a
+    terminal (and never with --json). It is called as ``bar(i, total)``, ``i`` the item under
+    way counting from 0."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, label: str = "head lemmas"):
         self.enabled = enabled and sys.stderr.isatty()
+        self.label = label
         self.p = None
 
     def __enter__(self):
@@ -291,7 +297,7 @@ class _progress_bar:
 
         self.p = Progress(console=Console(file=sys.stderr), transient=True)
         self.p.start()
-        self.t = self.p.add_task("head lemmas", total=None)
+        self.t = self.p.add_task(self.label, total=None)
         return self.update
 
     def update(self, done: int, total: int) -> None:
