@@ -626,7 +626,10 @@ def png_bytes(task: Task, ds: Dataset) -> bytes:
 
 def sample_command(task: Task, args, bar=None) -> int:
     """``cnnproof sample``: write a PNG contact sheet or an .npz dataset; returns exit code 0.
-    ``bar(i, total)`` is the terminal's progress bar (:func:`sample_dataset`)."""
+    ``bar`` is the terminal's progress bar: a context manager giving the callback
+    ``(i, total)`` of :func:`sample_dataset` (or None); it is closed before anything is printed."""
+    from contextlib import nullcontext
+
     from cnnproof.verifier.network import write_atomic
 
     out = Path(args.output)
@@ -636,8 +639,9 @@ def sample_command(task: Task, args, bar=None) -> int:
                          "write FILE.png (contact sheet) or FILE.npz (dataset)")
     if args.n < 1:
         raise InputError(None, "-n", f"the number of images must be >= 1, found {args.n}")
-    ds = sample_dataset(task, args.n, args.seed, args.noise, progress=bar)
-    data = png_bytes(task, ds) if ext == ".png" else npz_bytes(ds)
+    with bar or nullcontext() as progress:
+        ds = sample_dataset(task, args.n, args.seed, args.noise, progress=progress)
+        data = png_bytes(task, ds) if ext == ".png" else npz_bytes(ds)
     try:
         write_atomic(out, data)
     except OSError as e:

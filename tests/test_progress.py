@@ -63,6 +63,8 @@ def test_a_bar_on_a_terminal_only(monkeypatch, tmp_path, argv, label):
     rc, out, err = _run(monkeypatch, argv, tty=True)
     assert rc == 0 and label in err and "100%" in err
     assert "━" not in out and "\x1b" not in out
+    assert out.startswith(("wrote", "certificate VALID")), out  # the result still goes to stdout
+    assert "wrote" not in err and "VALID" not in err
     argv2 = [a.replace(str(tmp_path), str(tmp_path / "again")) for a in argv]
     (tmp_path / "again").mkdir()
     rc, out2, err2 = _run(monkeypatch, argv2, tty=False)

@@ -462,13 +462,16 @@ def index_text(index: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def export_command(task: Task, args, bar: Callable[[int, int], None] | None = None) -> int:
+def export_command(task: Task, args, bar=None) -> int:
     """``cnnproof export-vnnlib TASK [--net N] -o DIR [--margin Q] [--max-scenes N] [--force]``.
 
     Exit 0 when the files are written, 2 on bad input (too many scenes, a non-empty folder
     without --force, a network that does not fit, a write that fails: then nothing is left).
-    It proves nothing. ``bar(done, total)`` is the terminal's progress bar over the queries.
+    It proves nothing. ``bar`` is the terminal's progress bar over the queries: a context
+    manager giving the callback ``(i, total)`` (or None); it is closed before anything is printed.
     """
+    from contextlib import nullcontext
+
     from cnnproof.verifier.outcome import parse_margin
 
     margin = parse_margin(args.margin)
@@ -479,8 +482,9 @@ def export_command(task: Task, args, bar: Callable[[int, int], None] | None = No
     loaded = load_net_arg(task, args)
     net, desc = loaded.net, loaded.desc
     try:
-        ex = export(task, net, args.output, margin=margin, max_scenes=args.max_scenes, force=args.force,
-                    net_desc=desc, progress=bar)
+        with bar or nullcontext() as progress:
+            ex = export(task, net, args.output, margin=margin, max_scenes=args.max_scenes, force=args.force,
+                        net_desc=desc, progress=progress)
     except OSError as e:
         raise InputError(args.output, None, f"cannot write: {e.strerror or e} (nothing written)") from None
     idx = ex.index

@@ -226,8 +226,7 @@ def _dispatch(args) -> int:
     if args.command == "sample":
         from cnnproof.constructions import render
 
-        with _progress_bar(True, "images") as bar:
-            return render.sample_command(task, args, bar=bar)
+        return render.sample_command(task, args, bar=_progress_bar(True, "images"))
     if args.command == "show":
         from cnnproof.constructions.render import task_text
 
@@ -236,8 +235,7 @@ def _dispatch(args) -> int:
     if args.command == "export-vnnlib":
         from cnnproof.verifier.vnnlib import export_command
 
-        with _progress_bar(True, "queries") as bar:
-            return export_command(task, args, bar=bar)
+        return export_command(task, args, bar=_progress_bar(True, "queries"))
     raise InputError(None, None, f"unknown command {args.command}")
 
 
