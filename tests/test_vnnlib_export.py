@@ -130,3 +130,15 @@ def test_progress_counts_every_query(tmp_path):
     seen: list[tuple[int, int]] = []
     vnnlib.export(task, build_network(task), tmp_path / "x", progress=lambda d, t: seen.append((d, t)))
     assert seen == [(k, 98) for k in range(98)]
+
+
+def test_a_symlinked_folder_is_replaced_where_it_points(tmp_path):
+    task = load_task(TASK)
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "notes.txt").write_text("mine")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    vnnlib.export(task, build_network(task), link, force=True)
+    assert link.is_symlink() and (real / vnnlib.INDEX_FILE).is_file() and (real / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]

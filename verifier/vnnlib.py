@@ -345,7 +345,7 @@ def export(task: Task, net: Network, directory: str | Path, margin: Fraction | N
     directory = Path(directory)
     _prepare(directory, force)
     stale = _stale_files(directory) if force else set()
-    place = Path(os.path.abspath(directory))
+    place = Path(os.path.realpath(directory))  # a symlinked folder: replace where it points
     place.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{place.name}.", suffix=".partial", dir=place.parent))
     try:
