@@ -94,9 +94,11 @@ def float_claim(task, loaded: LoadedNet, q, v, prove_again):
 
 def onnxruntime_logits(path: str, image: np.ndarray) -> np.ndarray | None:
     """onnxruntime's output on one exact image rounded to float32 (None when unavailable)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
+    from cnnproof.extras import missing_note, optional
+
+    ort = optional("onnxruntime")
+    if ort is None:
+        print(missing_note("onnxruntime", "onnxruntime's view of the counterexample"), file=sys.stderr)
         return None
     from cnnproof.verifier.onnx_export import to_float32
 
