@@ -155,33 +155,62 @@ class _Importer:
         return _Seq(seq.layers + (layer,), tuple(shape))
 
     def spatial(self, node, a: dict, kernel: Sequence[int], shape) -> tuple[tuple, tuple, tuple]:
-        """(stride, pads (top, left, bottom, right), dilation) from ONNX attributes, auto_pad included."""
+        """(stride, pads (top, left, bottom, right), dilation) from ONNX attributes, auto_pad included.
+
+        auto_pad SAME_UPPER / SAME_LOWER is read as onnxruntime reads it (pool_attributes.h,
+        conv_attributes.h): pad_needed = (ceil(n / s) - 1) s + k - n, split with the larger half
+        at the end (UPPER) or at the start (LOWER). Where onnxruntime and the ONNX specification
+        part ways, the node is refused rather than guessed: a dilation other than 1 (onnxruntime
+        refuses it for Conv and leaves the dilation out of the pooling padding, so its output
+        size is not the specification's ceil(n / s)), and a negative pad_needed (a kernel smaller
+        than the stride: onnxruntime refuses it for MaxPool and shifts the windows for a dilated
+        one; the reference implementation clamps it to 0)."""
         if len(shape) != 3:
             self.fail(node, f"expects an N x C x H x W tensor, gets shape {('N',) + tuple(shape)}")
-        stride = tuple(a.get("strides", [1, 1]))
-        dil = tuple(a.get("dilations", [1, 1]))
+        stride = tuple(int(v) for v in a.get("strides", [1, 1]))
+        dil = tuple(int(v) for v in a.get("dilations", [1, 1]))
+        kernel = tuple(int(v) for v in kernel)
         if len(kernel) != 2 or len(stride) != 2 or len(dil) != 2:
             self.fail(node, "only 2-D kernels are supported")
+        if min(kernel) < 1 or min(stride) < 1 or min(dil) < 1:
+            self.fail(node, f"kernel {list(kernel)}, strides {list(stride)} and dilations {list(dil)} must be >= 1")
         auto = a.get("auto_pad", b"NOTSET")
         auto = auto.decode() if isinstance(auto, bytes) else auto
         if auto in ("NOTSET", ""):
-            p = list(a.get("pads", [0, 0, 0, 0]))
+            p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
             if len(p) != 4:
                 self.fail(node, f"pads must have 4 entries, has {len(p)}")
+            if min(p) < 0:
+                self.fail(node, f"pads {p} must be >= 0")
             pads = (p[0], p[1], p[2], p[3])  # ONNX order: H_begin, W_begin, H_end, W_end
         elif auto == "VALID":
+            if any(int(v) for v in a.get("pads", [])):
+                self.fail(node, "auto_pad VALID with nonzero pads is contradictory")
             pads = (0, 0, 0, 0)
         elif auto in ("SAME_UPPER", "SAME_LOWER"):
+            if dil != (1, 1):
+                self.fail(node, f"auto_pad {auto} with dilations {list(dil)} is not supported: onnxruntime refuses it "
+                          "for Conv and computes the pooling padding without the dilation, unlike the ONNX "
+                          "specification; give explicit pads instead")
             pb, pe = [], []
-            for n, k, s, d in zip(shape[1:], kernel, stride, dil):
-                total = max(0, (math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n)
-                small, big = total // 2, total - total // 2
-                pb.append(small if auto == "SAME_UPPER" else big)
-                pe.append(big if auto == "SAME_UPPER" else small)
+            for axis, n, k, s in zip("HW", shape[1:], kernel, stride):
+                need = (-(-n // s) - 1) * s + k - n
+                if need < 0:
+                    self.fail(node, f"auto_pad {auto} on axis {axis} (size {n}, kernel {k}, stride {s}) needs a negative "
+                              f"padding ({need}), which onnxruntime and the ONNX reference read differently; "
+                              "give explicit pads instead")
+                head = need // 2 if auto == "SAME_UPPER" else (need + 1) // 2
+                pb.append(head)
+                pe.append(need - head)
             pads = (pb[0], pb[1], pe[0], pe[1])
         else:
             self.fail(node, f"auto_pad {auto!r} is not supported")
         return stride, pads, dil
+
+    def pool_pads(self, node, kernel, pads):
+        """onnxruntime refuses explicit pooling pads that are not smaller than the kernel."""
+        if pads[0] >= kernel[0] or pads[2] >= kernel[0] or pads[1] >= kernel[1] or pads[3] >= kernel[1]:
+            self.fail(node, f"pads {list(pads)} must be smaller than the kernel {list(kernel)} (onnxruntime refuses it)")
 
     def no_ceil(self, node, a, shape, kernel, stride, pads, dil):
         if a.get("ceil_mode", 0):
@@ -343,6 +372,7 @@ class _Importer:
         x = self.seq(node, node.input[0])
         kernel = tuple(a.get("kernel_shape", ()))
         stride, pads, dil = self.spatial(node, a, kernel, x.shape)
+        self.pool_pads(node, kernel, pads)
         self.no_ceil(node, a, x.shape, kernel, stride, pads, dil)
         if kernel == tuple(x.shape[1:]) and pads == (0, 0, 0, 0) and dil == (1, 1):
             return self.put(node, x, GlobalMaxPool())  # the same function: one window over the map
@@ -367,6 +397,7 @@ class _Importer:
         stride, pads, dil = self.spatial(node, a, kernel, x.shape)
         if dil != (1, 1):
             self.fail(node, "dilated average pooling is not supported")
+        self.pool_pads(node, kernel, pads)
         self.no_ceil(node, a, x.shape, kernel, stride, pads, dil)
         if any(pads) and not a.get("count_include_pad", 0):
             self.fail(node, "padding with count_include_pad = 0 (border windows divide by fewer cells) is not supported; "
