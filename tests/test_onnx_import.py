@@ -410,3 +410,110 @@ def test_parallel_branches_with_far_apart_denominators_are_exact():
                                   fa([1, 0, 0, 0, 0, 0, 1, 0], (2, 4)), fa([0, 0], (2,)))), ("a", "b"))
     x = fa([2**40 + 1, 5], (1, 1, 2))
     assert net.evaluate(x) == [Fraction(2**40 + 1, 2**60), Fraction(3 * (2**40 + 1))]
+
+
+# -- spatial attributes read as onnxruntime reads them, or refused (issue 8, item 5) --------------
+
+
+def _raw(nodes, inits, H, W, out):
+    """A graph whose output has no declared shape (to see what onnxruntime computes)."""
+    g = helper.make_graph(nodes, "raw", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, H, W])],
+                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _pool_model(op, H, W, **attrs):
+    nodes = [helper.make_node(op, ["image"], ["p"], name="pool", **attrs),
+             helper.make_node("GlobalMaxPool", ["p"], ["g"]), helper.make_node("Flatten", ["g"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "G", "B"], ["logits"], transB=1)]
+    return model(nodes, {"G": np.array([[1.0], [-1.0]], np.float32), "B": np.zeros(2, np.float32)}, H=H, W=W)
+
+
+def test_same_padding_with_a_dilation_is_refused(tmp_path):
+    """The review's MaxPool (kernel [1,1], strides [1,3], dilations [1,2], SAME_UPPER) pools
+    columns 1 and 4 of a width-6 map in onnxruntime (cnnproof read 0 and 3); Conv with SAME and
+    a dilation is refused by onnxruntime. Both are refused by the importer now."""
+    from cnnproof.verifier.errors import InputError as IE
+
+    m = _pool_model("MaxPool", 1, 6, kernel_shape=[1, 1], strides=[1, 3], dilations=[1, 2], auto_pad="SAME_UPPER")
+    x = np.arange(1, 7, dtype=np.float32).reshape(1, 1, 1, 6)
+    pooled = _ort(_raw([helper.make_node("MaxPool", ["image"], ["y"], kernel_shape=[1, 1], strides=[1, 3],
+                                         dilations=[1, 2], auto_pad="SAME_UPPER")], {}, 1, 6, "y"), x)
+    assert pooled.ravel().tolist() == [2.0, 5.0]  # what onnxruntime does: not the columns 0 and 3
+    with pytest.raises(IE, match=r"node 'pool' \(MaxPool\): auto_pad SAME_UPPER with dilations \[1, 2\]"):
+        load_onnx(_save(m, tmp_path), classes=["a", "b"])
+    nodes = [helper.make_node("Conv", ["image", "W"], ["c"], name="dconv", auto_pad="SAME_LOWER", dilations=[2, 2]),
+             helper.make_node("GlobalMaxPool", ["c"], ["g"]), helper.make_node("Flatten", ["g"], ["logits"], axis=1)]
+    p = _save(model(nodes, {"W": np.ones((2, 1, 2, 2), np.float32)}), tmp_path, "c.onnx")
+    with pytest.raises(IE, match=r"node 'dconv' \(Conv\): auto_pad SAME_LOWER with dilations"):
+        load_onnx(p, classes=["a", "b"])
+    with pytest.raises(Exception, match="Dilation not supported"):
+        ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"image": np.zeros((1, 1, 6, 6), np.float32)})
+
+
+def test_same_padding_that_would_be_negative_is_refused(tmp_path):
+    """A kernel smaller than the stride makes SAME's pad_needed negative: onnxruntime refuses the
+    MaxPool, the ONNX reference clamps it to 0; the importer refuses it with the reason."""
+    from cnnproof.verifier.errors import InputError as IE
+
+    m = _pool_model("MaxPool", 1, 5, kernel_shape=[1, 1], strides=[1, 3], auto_pad="SAME_UPPER")
+    with pytest.raises(IE, match=r"node 'pool' \(MaxPool\): auto_pad SAME_UPPER on axis W .* negative padding \(-1\)"):
+        load_onnx(_save(m, tmp_path), classes=["a", "b"])
+    with pytest.raises(Exception, match="non-negative"):
+        _ort(m, np.zeros((1, 1, 1, 5), np.float32))
+
+
+def test_pooling_pads_not_below_the_kernel_are_refused(tmp_path):
+    from cnnproof.verifier.errors import InputError as IE
+
+    m = _pool_model("AveragePool", 4, 4, kernel_shape=[2, 1], pads=[1, 1, 0, 1], count_include_pad=1)
+    with pytest.raises(IE, match=r"node 'pool' \(AveragePool\): pads \[1, 1, 0, 1\] must be smaller than the kernel"):
+        load_onnx(_save(m, tmp_path), classes=["a", "b"])
+    with pytest.raises(Exception, match="Pad should be smaller than kernel"):
+        _ort(m, np.zeros((1, 1, 4, 4), np.float32))
+
+
+@pytest.mark.parametrize("auto", ["SAME_UPPER", "SAME_LOWER"])
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool", "Conv"])
+def test_same_padding_matches_onnxruntime_on_every_small_geometry(op, auto, tmp_path):
+    """Every kernel 1..3 x stride 1..3 on widths 3..7: accepted geometries give onnxruntime's
+    values exactly (integer inputs, exact in float32); refused ones name the reason."""
+    from cnnproof.verifier.errors import InputError as IE
+
+    for k in (1, 2, 3):
+        for s in (1, 2, 3):
+            for W in range(3, 8):
+                attrs = dict(kernel_shape=[1, k], strides=[1, s], auto_pad=auto)
+                if op == "AveragePool":
+                    attrs["count_include_pad"] = 1
+                inits = {}
+                ins = ["image"]
+                if op == "Conv":
+                    inits["W"] = np.arange(1, k + 1, dtype=np.float32).reshape(1, 1, 1, k)
+                    ins.append("W")
+                node = helper.make_node(op, ins, ["p"], name="n", **attrs)
+                x = np.arange(1, W + 1, dtype=np.float32).reshape(1, 1, 1, W) * 4
+                try:
+                    n = _ort(_raw([node], inits, 1, W, "p"), x).size
+                except Exception:
+                    n = None  # onnxruntime refuses: the importer must too
+                if n is None:
+                    nodes = [node, helper.make_node("GlobalMaxPool", ["p"], ["g"]),
+                             helper.make_node("Flatten", ["g"], ["f"], axis=1),
+                             helper.make_node("Gemm", ["f", "G"], ["logits"], transB=1)]
+                    G = np.ones((2, 1), np.float32)
+                else:  # weights 1, 8, 64, ... and 1, -1, 1, ...: a shifted window changes the logits
+                    nodes = [node, helper.make_node("Flatten", ["p"], ["f"], axis=1),
+                             helper.make_node("Gemm", ["f", "G"], ["logits"], transB=1)]
+                    G = np.array([[8.0**i for i in range(n)], [(-1.0) ** i for i in range(n)]], np.float32)
+                m = model(nodes, dict(inits, G=G), H=1, W=W)
+                try:
+                    net = load_onnx(_save(m, tmp_path), classes=["a", "b"]).net
+                except IE as e:
+                    assert "negative padding" in str(e), (op, auto, k, s, W, str(e))
+                    continue
+                assert n is not None, (op, auto, k, s, W, "onnxruntime refuses, the importer accepts")
+                want = _ort(m, x)[0]
+                got = net.evaluate(np.vectorize(lambda v: Fraction(float(v)), otypes=[object])(x[0]))
+                assert [float(v) for v in got] == pytest.approx(want.tolist(), rel=1e-6), (op, auto, k, s, W)
