@@ -517,3 +517,102 @@ def test_same_padding_matches_onnxruntime_on_every_small_geometry(op, auto, tmp_
                 want = _ort(m, x)[0]
                 got = net.evaluate(np.vectorize(lambda v: Fraction(float(v)), otypes=[object])(x[0]))
                 assert [float(v) for v in got] == pytest.approx(want.tolist(), rel=1e-6), (op, auto, k, s, W)
+
+
+# -- irrational BatchNormalization scales: verdicts true of the file (issue 8, item 7) -------------
+
+TINY_TASK = """name = "tiny"
+description = "Two one-row features on a 1 x 2 canvas."
+[canvas]
+height = 1
+width = 2
+[pixels]
+symbols = { "." = 0, "#" = 1 }
+[features.a]
+template = "#."
+[features.b]
+template = ".#"
+[classes.A]
+required = ["a"]
+[classes.B]
+required = ["b"]
+"""
+
+
+def _two_batchnorms(tmp_path, coef: float, bias_a: float, bias_b: float, name: str) -> str:
+    """image -> BN -> BN (var + eps = 2: exactly x / 2 over the reals) -> Gemm. On the class-A
+    image [1, 0], N_A - N_B = coef * x0 / 2 + bias_a - bias_b over the reals."""
+    import json
+
+    eps = 2.0**-10
+    var = np.array([2.0 - eps], np.float32)
+    assert float(var[0]) + eps == 2.0
+    bn = lambda i, o, n: helper.make_node("BatchNormalization", [i, "g", "b", "m", "v"], [o], name=n, epsilon=eps)  # noqa: E731
+    nodes = [bn("image", "h", "bn1"), bn("h", "h2", "bn2"), helper.make_node("Flatten", ["h2"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "W", "B"], ["logits"], transB=1)]
+    inits = {"g": np.ones(1, np.float32), "b": np.zeros(1, np.float32), "m": np.zeros(1, np.float32), "v": var,
+             "W": np.array([[0, 0], [-coef, 4]], np.float32), "B": np.array([bias_a, bias_b], np.float32)}
+    m = model(nodes, inits, H=1, W=2)
+    m.metadata_props.add(key="cnnproof.classes", value=json.dumps(["A", "B"]))
+    (tmp_path / "tiny.toml").write_text(TINY_TASK)
+    return _save(m, tmp_path, name)
+
+
+def _prove_json(capsys, tmp_path, p):
+    import json
+
+    code = main(["prove", str(tmp_path / "tiny.toml"), "--net", p, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_a_counterexample_of_the_rational_stand_in_only_is_not_reported(tmp_path, capsys):
+    """The review's case: over the reals N_A - N_B = -1/2 + 1/2 + 2^-100 > 0 on the class-A
+    image, but the stand-in for 1/sqrt(2) (squared) is above 1/2, so the exact network's gap is
+    about -7.6e-21 and the old code said REFUTED. Re-evaluated with enclosures of the true
+    scale it is +2^-100: not a counterexample of the file (UNKNOWN, with the reason)."""
+    p = _two_batchnorms(tmp_path, -1.0, 2.0**-100, -0.5, "stand_in_cex.onnx")
+    imp = load_onnx(p)
+    assert [i.node for i in imp.inexact] == ["bn1", "bn2"]
+    exact_gap = imp.net.evaluate(np.array([[[1, 0]]], dtype=object))
+    assert exact_gap[0] - exact_gap[1] < 0  # the stand-in network is refuted ...
+    code, out = _prove_json(capsys, tmp_path, p)
+    assert out["verdict"] == "UNKNOWN" and code == 3, out  # ... the file is not
+    assert "not one of the file" in out["reason"] and "7.88861e-31" in out["reason"]  # 2^-100
+    # onnxruntime does not reproduce the stand-in's misclassification
+    got = _ort(onnx.load(p), np.array([[[[1, 0]]]], np.float32))[0]
+    assert got[0] >= got[1]
+
+
+def test_a_real_counterexample_is_still_refuted(tmp_path, capsys):
+    p = _two_batchnorms(tmp_path, -1.0, 2.0**-100, -0.25, "real_cex.onnx")  # gap -1/4 + 2^-100 over the reals
+    code, out = _prove_json(capsys, tmp_path, p)
+    assert out["verdict"] == "REFUTED" and code == 1, out
+    assert out["counterexample"]["class"] == "A"
+
+
+def test_a_proof_of_the_stand_in_only_is_not_reported(tmp_path, capsys):
+    """Over the reals N_A - N_B = 1/2 - 1/2 - 2^-100 < 0, but the stand-in's gap is about +7.6e-21:
+    the old code said PROVED for the exact network. The stand-ins may move the gap by more than
+    that margin, so the proof does not carry over to the file: UNKNOWN."""
+    p = _two_batchnorms(tmp_path, 1.0, -(2.0**-100), 0.5, "stand_in_proof.onnx")
+    code, out = _prove_json(capsys, tmp_path, p)
+    assert out["verdict"] == "UNKNOWN" and code == 3, out
+    assert "no margin above that is proved" in out["reason"]
+
+
+def test_a_proof_with_room_for_the_stand_ins_stands(tmp_path, capsys):
+    p = _two_batchnorms(tmp_path, 1.0, 0.25, 0.5, "room.onnx")  # gap 1/2 - 1/4 = 1/4 over the reals
+    code, out = _prove_json(capsys, tmp_path, p)
+    assert out["verdict"] == "PROVED", out
+    assert out["float32"]["status"] == "PROVED" and code == 0, out
+
+
+def test_batchnorm_enclosures_contain_the_true_values():
+    from cnnproof.verifier.onnx_import import _sqrt_enclosure
+
+    for v in (Fraction(2), Fraction(1, 3), Fraction(10**6 + 1, 7), Fraction(9, 4)):
+        for bits in (8, 64, 300):
+            lo, hi = _sqrt_enclosure(v, bits)
+            assert lo * lo <= v <= hi * hi
+            assert (lo == hi) == (v == Fraction(9, 4))
+            assert hi - lo <= Fraction(1, 2**bits)

@@ -45,6 +45,38 @@ from cnnproof.verifier.network import (
 SQRT_BITS = 64  # an irrational BatchNormalization scale is replaced by a rational within 2^-64 (relative)
 
 
+@dataclass(frozen=True, eq=False)
+class InexactAffine:
+    """An ``affine`` layer of the network that stands in for a BatchNormalization whose scale
+    gamma / sqrt(var + eps) is irrational: the file's real function uses the true values, the
+    exact network a rational within 2^-SQRT_BITS of them. ``enclose(bits)`` gives, per channel,
+    rational intervals that contain the true scale and shift, of width about 2^-bits relative
+    (zero width where sqrt(var + eps) is rational), for re-evaluating the file's real function
+    soundly (``recheck.for_the_file``)."""
+
+    layer: Affine  # the stand-in (the very object in the network's layers)
+    node: str  # the BatchNormalization's name, for messages
+    gamma: tuple[Fraction, ...]
+    beta: tuple[Fraction, ...]
+    mean: tuple[Fraction, ...]
+    var_eps: tuple[Fraction, ...]  # var + eps per channel, exactly
+
+    def enclose(self, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(scale_lo, scale_hi, shift_lo, shift_hi), each shaped like the layer's scale (C, 1, 1)."""
+        sl, sh, bl, bh = [], [], [], []
+        for g, b, m, v in zip(self.gamma, self.beta, self.mean, self.var_eps):
+            r_lo, r_hi = _sqrt_enclosure(v, bits)
+            a, z = g / r_hi, g / r_lo
+            lo, hi = min(a, z), max(a, z)
+            u, w = b - m * lo, b - m * hi
+            sl.append(lo)
+            sh.append(hi)
+            bl.append(min(u, w))
+            bh.append(max(u, w))
+        shape = self.layer.scale.shape
+        return tuple(fraction_array(x, shape) for x in (sl, sh, bl, bh))
+
+
 @dataclass
 class Imported:
     """An imported network with what the float32 analysis and the report need to know."""
@@ -58,6 +90,9 @@ class Imported:
     extra_roundings: dict[int, Any] = field(default_factory=dict)
     metadata_checked: bool = False
     output_after: str | None = None  # the trailing Softmax/LogSoftmax whose input is the logits
+    # the layers whose exact values are irrational, with enclosures of the true values (empty:
+    # the exact network is the file's function over the reals)
+    inexact: tuple[InexactAffine, ...] = ()
 
 
 def _exact(arr: np.ndarray, src: str, key: str) -> np.ndarray:
@@ -84,6 +119,7 @@ class _Importer:
         self.values: dict[str, _Seq] = {}
         self.notes: list[str] = []
         self.extra: dict[int, Any] = {}
+        self.inexact: list[InexactAffine] = []
 
     # -- errors ----------------------------------------------------------------------------
     def fail(self, node, reason: str):
@@ -283,7 +319,7 @@ class _Importer:
         except ValueError as e:
             raise InputError(self.src, "graph", str(e)) from None
         return Imported(net, self.src, meta, self.notes, self.extra,
-                        output_after=None if softmax is None else softmax.op_type)
+                        output_after=None if softmax is None else softmax.op_type, inexact=tuple(self.inexact))
 
     def class_names(self, classes, K) -> list[str]:
         if classes is not None:
@@ -626,8 +662,12 @@ class _Importer:
         mags = [abs(s) * abs(Fraction(float(m))) + abs(Fraction(float(b))) for s, m, b in zip(scale, mean, beta)]
         self.extra[id(res.layers[-1])] = (8, mags)
         if irrational:
+            f = lambda arr: tuple(Fraction(float(v)) for v in arr)  # noqa: E731
+            self.inexact.append(InexactAffine(res.layers[-1], node.name or "(unnamed)", f(gamma), f(beta), f(mean),
+                                              tuple(Fraction(float(var[c])) + eps for c in range(C))))
             self.notes.append(f"BatchNormalization {node.name or '(unnamed)'!r}: 1/sqrt(var + eps) is irrational; the "
-                              f"exact network uses a rational within 2^-{SQRT_BITS} (relative); the float32 bound covers the difference")
+                              f"exact network uses a rational within 2^-{SQRT_BITS} (relative); a proof is checked against "
+                              "the true values' enclosures, and a counterexample re-evaluated with them")
         return res
 
 
@@ -642,14 +682,23 @@ def _shape_after(seq: _Seq, k: int, imp: _Importer) -> tuple[int, ...]:
 
 
 def _sqrt(v: Fraction) -> tuple[Fraction, bool]:
-    """sqrt(v) exactly when v is a rational square, else a rational within 2^-SQRT_BITS relative."""
+    """sqrt(v) exactly when v is a rational square, else a rational within 2^-SQRT_BITS relative
+    (the lower end of ``_sqrt_enclosure(v, SQRT_BITS)``)."""
+    lo, hi = _sqrt_enclosure(v, SQRT_BITS)
+    return lo, lo == hi
+
+
+def _sqrt_enclosure(v: Fraction, bits: int) -> tuple[Fraction, Fraction]:
+    """Rationals lo <= sqrt(v) <= hi (v > 0), equal when v is a rational square, else
+    hi - lo = 1 / (q 2^(bits+2)) with q the denominator of v."""
     p, q = v.numerator, v.denominator
     rp, rq = math.isqrt(p), math.isqrt(q)
     if rp * rp == p and rq * rq == q:
-        return Fraction(rp, rq), True
-    scale = 1 << (2 * SQRT_BITS + 4)
-    r = math.isqrt(p * q * scale)  # sqrt(p q 4^(k+2)) / (2^(k+2) q) = sqrt(p/q)
-    return Fraction(r, q << (SQRT_BITS + 2)), False
+        return Fraction(rp, rq), Fraction(rp, rq)
+    scale = 1 << (2 * bits + 4)
+    r = math.isqrt(p * q * scale)  # r <= sqrt(p q 4^(k+2)) < r + 1; over 2^(k+2) q: sqrt(p/q)
+    d = q << (bits + 2)
+    return Fraction(r, d), Fraction(r + 1, d)
 
 
 def load_onnx(path: str | Path, classes: Sequence[str] | None = None, check_metadata: bool = True) -> Imported:
