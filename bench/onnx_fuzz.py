@@ -424,3 +424,96 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
     raise SystemExit(main())
+
+
+def sweep_1d(ops=("Conv", "MaxPool", "AveragePool"), widths=range(1, 7), out=None) -> list[str]:
+    """Every small geometry along one axis (H = 1): width 1..6, kernel 1..3, stride 1..3,
+    dilation 1..2, pads 0..2 at each end or each auto_pad, ceil_mode 0/1, count_include_pad 0/1.
+    Integer inputs and weights 1, 2, 3 keep every value exact in float32 except the averages;
+    each accepted model's exact logits (weights 1, 8, 64, ... on the pooled row) must match
+    onnxruntime's to float32 precision, each model onnxruntime refuses must be refused, and each
+    refusal of a model onnxruntime runs must be documented. Returns the disagreements."""
+    import itertools
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from cnnproof.verifier.errors import InputError
+    from cnnproof.verifier.onnx_import import load_onnx
+
+    def graph(nodes, inits, W, out_name, out_shape, opset):
+        g = helper.make_graph(nodes, "sweep", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 1, W])],
+                              [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, out_shape)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=8 if opset < 19 else 9)
+
+    def ort_run(m, x):
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 4
+        return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+
+    bad = []
+    pads_modes = [("NOTSET", (p0, p1)) for p0 in range(3) for p1 in range(3)] + [(m, None) for m in ("VALID", "SAME_UPPER", "SAME_LOWER")]
+    tmp = Path(tempfile.mkdtemp())
+    for op, W, k, s, d, (auto, pp), ceil, cip in itertools.product(ops, widths, (1, 2, 3), (1, 2, 3), (1, 2), pads_modes, (0, 1), (0, 1)):
+        if op == "Conv" and (ceil or cip):
+            continue
+        if op == "MaxPool" and cip:
+            continue
+        attrs = {"kernel_shape": [1, k], "strides": [1, s]}
+        if d != 1:
+            attrs["dilations"] = [1, d]
+        if auto != "NOTSET":
+            attrs["auto_pad"] = auto
+        elif pp != (0, 0):
+            attrs["pads"] = [0, pp[0], 0, pp[1]]
+        if ceil:
+            attrs["ceil_mode"] = 1
+        if op == "AveragePool":
+            attrs["count_include_pad"] = cip
+        opset = 19 if op == "AveragePool" and d != 1 else 17
+        inits = {}
+        ins = ["image"]
+        if op == "Conv":
+            inits["Wc"] = np.arange(1, k + 1, dtype=np.float32).reshape(1, 1, 1, k)
+            ins.append("Wc")
+        node = helper.make_node(op, ins, ["p"], name="n", **attrs)
+        x = (np.arange(1, W + 1, dtype=np.float32) * 4 - 10).reshape(1, 1, 1, W)
+        try:
+            y = ort_run(graph([node], inits, W, "p", None, opset), x)
+            n = y.size if y.ndim == 4 and y.shape[:3] == (1, 1, 1) and y.size else None
+        except Exception:
+            n = None
+        if n is None:
+            nodes = [node, helper.make_node("GlobalMaxPool", ["p"], ["g"]), helper.make_node("Flatten", ["g"], ["f"], axis=1),
+                     helper.make_node("Gemm", ["f", "G"], ["logits"], transB=1)]
+            G = np.ones((2, 1), np.float32)
+        else:
+            nodes = [node, helper.make_node("Flatten", ["p"], ["f"], axis=1), helper.make_node("Gemm", ["f", "G"], ["logits"], transB=1)]
+            G = np.array([[8.0**i for i in range(n)], [(-1.0) ** i for i in range(n)]], np.float32)
+        m = graph(nodes, dict(inits, G=G), W, "logits", [1, 2], opset)
+        p = tmp / "m.onnx"
+        onnx.save(m, p)
+        tag = f"{op} W={W} {attrs}"
+        try:
+            net = load_onnx(p, classes=["a", "b"]).net
+        except InputError as e:
+            if n is not None and not any(f in str(e) for f in DOCUMENTED):
+                bad.append(f"{tag}: the importer refuses ({e}); onnxruntime runs it")
+            continue
+        if n is None:
+            bad.append(f"{tag}: onnxruntime refuses; the importer accepts it")
+            continue
+        want = ort_run(m, x)[0]
+        got = net.evaluate(np.vectorize(lambda v: Fraction(float(v)), otypes=[object])(x[0]))
+        for j in range(2):
+            if abs(float(got[j]) - float(want[j])) > 1e-5 * max(1.0, abs(float(want[j]))):
+                bad.append(f"{tag}: logit {j} exact {float(got[j])!r}, onnxruntime {float(want[j])!r}")
+                break
+    if out is not None:
+        for b in bad:
+            print(b, file=out)
+    return bad

@@ -60,3 +60,12 @@ def test_the_fuzzer_catches_a_misread_attribute(monkeypatch):
 @pytest.mark.slow
 def test_a_thousand_random_models_agree_with_onnxruntime():
     _check(range(0, 1000))
+
+
+@pytest.mark.slow
+def test_every_small_one_axis_geometry_agrees_with_onnxruntime():
+    """Conv, MaxPool, AveragePool: width 1-6, kernel 1-3, stride 1-3, dilation 1-2, pads 0-2 or
+    each auto_pad, ceil_mode, count_include_pad (about 3 minutes; on the old importer it finds the
+    review's MaxPool, e.g. W=6, kernel [1,1], strides [1,3], dilations [1,2], SAME_UPPER)."""
+    bad = fuzz.sweep_1d()
+    assert not bad, "\n".join(bad[:20])
