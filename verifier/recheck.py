@@ -259,7 +259,7 @@ def _deviation(layers, M, E, enc):
     return M, E
 
 
-def for_the_file(task: Task, net: Network, inexact, q: Question, v, prove_margin=None):
+def for_the_file(task: Task, net: Network, inexact, q: Question, v, prove_margin=None, notes: list | None = None):
     """The verdict ``v`` (about the exact network ``net``) made true of the file's real function
     when ``inexact`` parameters stand in for irrational ones; unchanged when there are none.
 
@@ -272,10 +272,17 @@ def for_the_file(task: Task, net: Network, inexact, q: Question, v, prove_margin
       worst case, a bound the method proved, or asked of ``prove_margin(Question)`` (True when
       proved); else Unknown.
     """
+    out = _for_the_file(task, net, inexact, q, v, prove_margin)
+    if notes is not None and "inexact_note" in out.details:
+        notes.append(out.details["inexact_note"])
+    return out
+
+
+def _for_the_file(task, net, inexact, q, v, prove_margin):
     if not inexact or q.theorem != "zero_error":
         return v
     names = ", ".join(sorted({repr(i.node) for i in inexact}))
-    what = f"BatchNormalization {names} has an irrational scale 1/sqrt(var + eps)"
+    what = f"BatchNormalization {names} {'has an irrational scale' if len(inexact) == 1 else 'have irrational scales'} 1/sqrt(var + eps)"
     if isinstance(v, Refuted):
         return _real_refutation(task, net, inexact, q, v, what)
     if isinstance(v, Proved):
