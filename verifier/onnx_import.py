@@ -13,6 +13,11 @@ GlobalMaxPool, AveragePool, GlobalAveragePool, Concat, Flatten, Reshape and Sque
 vector, Gemm, MatMul, Add, Sub, Mul and Div by constants, BatchNormalization (inference),
 Identity, Dropout (inference), Constant, and a trailing Softmax or LogSoftmax (the claim is
 made on the logits before it). Anything else fails with the node's name and the reason.
+Spatial attributes are read as onnxruntime reads them; where onnxruntime and the ONNX
+specification part ways (auto_pad SAME with a dilation or a negative padding, pooling pads not
+below the kernel, a kernel that does not fit), the node is refused (docs/onnx.md, "Spatial
+attributes and inexact parameters"). An irrational BatchNormalization scale gets a rational
+stand-in, and ``Imported.inexact`` records enclosures of the true values (``recheck.for_the_file``).
 """
 
 from __future__ import annotations

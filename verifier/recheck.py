@@ -3,6 +3,11 @@
 Stage: after every prover. Trusted: yes. A prover's claimed counterexample becomes a
 ``Refuted`` verdict only through :func:`confirm`; if it does not re-check, the prover has a bug and
 a :class:`SoundnessError` is raised (never a verdict).
+
+:func:`for_the_file` then makes a verdict about an ONNX file whose exact network holds rational
+stand-ins for irrational values (BatchNormalization) true of the file's real function: a
+counterexample is re-evaluated with interval enclosures of the true values, a proof needs a
+margin above the stand-ins' deviation bound; otherwise UNKNOWN.
 """
 
 from __future__ import annotations
