@@ -616,3 +616,22 @@ def test_batchnorm_enclosures_contain_the_true_values():
             assert lo * lo <= v <= hi * hi
             assert (lo == hi) == (v == Fraction(9, 4))
             assert hi - lo <= Fraction(1, 2**bits)
+
+
+def test_the_stand_in_layers_stay_in_the_network_through_later_steps(tmp_path):
+    """An Add, Mul or Sub after an irrational BatchNormalization must not fold the stand-in away:
+    its enclosure names the very layer object the network evaluates."""
+    from cnnproof.verifier.recheck import _layer_ids
+
+    for op in ("Add", "Mul", "Sub"):
+        nodes = [helper.make_node("Conv", ["image", "W", "B0"], ["c"]),
+                 helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["bn"], name="bn"),
+                 helper.make_node(op, ["bn", "a"], ["s"]),
+                 helper.make_node("GlobalMaxPool", ["s"], ["p"]), helper.make_node("Flatten", ["p"], ["f"], axis=1),
+                 helper.make_node("Gemm", ["f", "G", "C"], ["logits"], transB=1)]
+        inits = {"W": np.ones((1, 1, 1, 1), np.float32), "B0": np.zeros(1, np.float32), "g": np.ones(1, np.float32),
+                 "b": np.zeros(1, np.float32), "m": np.zeros(1, np.float32), "v": np.array([2.0], np.float32),
+                 "a": np.array([0.5], np.float32).reshape(1, 1, 1), "G": np.array([[1], [0]], np.float32),
+                 "C": np.zeros(2, np.float32)}
+        imp = load_onnx(_save(model(nodes, inits, H=1, W=1), tmp_path, f"{op}.onnx"), classes=["a", "b"])
+        assert len(imp.inexact) == 1 and id(imp.inexact[0].layer) in _layer_ids(imp.net.layers), op

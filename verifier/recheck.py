@@ -283,9 +283,23 @@ def for_the_file(task: Task, net: Network, inexact, q: Question, v, prove_margin
     return out
 
 
+def _layer_ids(layers) -> set[int]:
+    ids = set()
+    for layer in layers:
+        ids.add(id(layer))
+        if isinstance(layer, Parallel):
+            for b in layer.branches:
+                ids |= _layer_ids(b)
+    return ids
+
+
 def _for_the_file(task, net, inexact, q, v, prove_margin):
     if not inexact or q.theorem != "zero_error":
         return v
+    missing = [i.node for i in inexact if id(i.layer) not in _layer_ids(net.layers)]
+    if missing:  # a stand-in was rewritten after import: its enclosure no longer names a layer
+        return Unknown(v.method, f"internal error: the stand-in of BatchNormalization {missing} is not a layer of the "
+                       "network, so the verdict cannot be re-established for the file's true values")
     names = ", ".join(sorted({repr(i.node) for i in inexact}))
     what = f"BatchNormalization {names} {'has an irrational scale' if len(inexact) == 1 else 'have irrational scales'} 1/sqrt(var + eps)"
     if isinstance(v, Refuted):
