@@ -11,8 +11,9 @@ export.
 The operator subset (docs/onnx.md): Conv (any stride, padding, dilation, group), Relu, MaxPool,
 GlobalMaxPool, AveragePool, GlobalAveragePool, Concat, Flatten, Reshape and Squeeze to a
 vector, Gemm, MatMul, Add, Sub, Mul and Div by constants, BatchNormalization (inference),
-Identity, Dropout (inference), Constant, and a trailing Softmax or LogSoftmax (the claim is
-made on the logits before it). Anything else fails with the node's name and the reason.
+Identity, Dropout (inference), Constant, and a trailing Softmax or LogSoftmax (the exact claim
+is made on the logits before it, the float32 claim on its float32 output). Anything else fails
+with the node's name and the reason.
 Spatial attributes are read as onnxruntime reads them; where onnxruntime and the ONNX
 specification part ways (auto_pad SAME with a dilation or a negative padding, pooling pads not
 below the kernel, a kernel that does not fit), the node is refused (docs/onnx.md, "Spatial
@@ -355,8 +356,13 @@ class _Importer:
         axis = self.attrs(node).get("axis", -1)
         if len(seq.shape) != 1 or axis not in (-1, 1):
             self.fail(node, f"must act on the logits vector (axis 1 of N x K), gets shape {('N',) + seq.shape}, axis {axis}")
-        self.notes.append(f"{node.op_type} {node.name or '(unnamed)'!r} dropped: the claim is made on the logits "
-                          "before it (it preserves which logit is largest)")
+        from cnnproof.verifier.floatbound import OUTPUT_KEY
+
+        # the exact claim is made on the logits (it preserves which is largest, over the reals);
+        # the float32 claim must cover what the file outputs, so floatbound is told of it
+        self.extra[OUTPUT_KEY] = node.op_type
+        self.notes.append(f"{node.op_type} {node.name or '(unnamed)'!r}: the exact proof is made on the logits before "
+                          "it (it preserves which logit is largest); the float32 claim covers its float32 output")
 
     def op_Identity(self, node, a):
         return self.seq(node, node.input[0])
@@ -522,7 +528,10 @@ class _Importer:
         if B.ndim != 2:
             self.fail(node, f"B must be a matrix, has shape {B.shape}")
         w = B if a.get("transB", 0) else B.T
-        alpha, beta = Fraction(float(np.float32(a.get("alpha", 1.0)))), Fraction(float(np.float32(a.get("beta", 1.0))))
+        ab = np.array([a.get("alpha", 1.0), a.get("beta", 1.0)], dtype=np.float32)
+        if not np.all(np.isfinite(ab)):
+            self.fail(node, f"alpha and beta must be finite float32 numbers, are {ab[0]} and {ab[1]}")
+        alpha, beta = Fraction(float(ab[0])), Fraction(float(ab[1]))
         O = w.shape[0]
         has_c = len(node.input) > 2 and node.input[2]
         c = self._bias_vector(node, self.const(node, node.input[2], "C"), O, f"initializer {node.input[2]!r}") if has_c else None
@@ -760,7 +769,7 @@ def compare_metadata(imp: Imported) -> bool:
         if want.shape != have.shape:
             raise InputError(imp.source, key, f"{path} has shape {want.shape} in the metadata, {have.shape} in the graph; {hint}")
         for idx in np.ndindex(want.shape):
-            if Fraction(float(rounded[idx])) != have[idx]:
+            if not np.isfinite(rounded[idx]) or Fraction(float(rounded[idx])) != have[idx]:
                 raise InputError(imp.source, key, f"{path}{list(idx)} is {have[idx]} in the graph but the recorded "
                                  f"exact weight {want[idx]} rounds to {float(rounded[idx])!r}; {hint}")
     if list(recorded.class_names) != list(imp.net.class_names):
