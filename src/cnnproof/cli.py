@@ -31,6 +31,48 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+class _SubParser(_Parser):
+    """A subcommand's parser: it reports its own unknown options, with its own usage line
+    (argparse would hand them to the top-level parser, which prints the top-level usage)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns, extra
+
+
+METHOD_HELP = ("auto (default): compositional where the network has its form, else a falsifier, then "
+               "exhaustive or smt; compositional: window, scene and head lemmas; exhaustive: every scene "
+               "evaluated exactly; smt: one z3 query per class")
+
+# the epilog of each subcommand's help: what each exit code means there
+EXIT_CODES = {
+    "check-task": ("proved well-posed", "refuted: a witness image (printed; --png draws it)",
+                   "unknown: a timeout or a search budget"),
+    "build": ("the network written", "refused: the task is not well-posed (the witness is printed; --force builds)",
+              "refused: well-posedness unknown (--force builds)"),
+    "prove": ("proved", "refuted: a counterexample (printed; --png draws it)",
+              "unknown: a timeout or a budget; for an ONNX file also an unproved float32 claim"),
+    "export": ("the model written", "refused: the network is refuted on the task (--force exports)",
+               "refused: unknown on the task (--force exports)"),
+    "sample": ("written", "not used", "not used"),
+    "check": ("the certificate is valid", "rejected (the reason is printed)", "not used"),
+    "certify": ("every claim holds", "some claim fails", "some claim unknown, none fails"),
+    "show": ("shown", "not used", "not used"),
+    "export-vnnlib": ("written (it proves nothing)", "not used", "not used"),
+}
+
+
+def _exit_epilog(command: str) -> str:
+    ok, refuted, unknown = EXIT_CODES[command]
+    return ("exit codes:\n"
+            f"  0  {ok}\n"
+            f"  1  {refuted}\n"
+            "  2  bad input or usage (one line naming the file, key and reason; nothing half-written)\n"
+            f"  3  {unknown}")
+
+
 def default_task_path() -> Path:
     return Path(str(resources.files("cnnproof.constructions.catalogue").joinpath("faces.toml")))
 
@@ -52,11 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 proved/valid, 1 refuted/rejected, 2 bad input or usage, 3 unknown.",
     )
     ap.add_argument("--version", action="version", version=f"cnnproof {__version__}")
-    sub = ap.add_subparsers(dest="command", parser_class=_Parser)
+    sub = ap.add_subparsers(dest="command", parser_class=_SubParser)
 
     p = sub.add_parser("check-task", help="prove a task well-posed, or show the image where a feature appears by accident")
     _task_arg(p, optional=True)
-    p.add_argument("--method", default="auto", choices=list(METHODS))
+    p.add_argument("--method", default="auto", choices=list(METHODS), help=METHOD_HELP)
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up (UNKNOWN, exit 3) after S seconds")
     p.add_argument("--certificate", metavar="CERT.json", help="write the proof as a certificate (compositional method) for `cnnproof check`")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -64,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="build the paper's network for a task and write it as JSON")
     _task_arg(p)
-    p.add_argument("-o", "--output", required=True, metavar="NET.json")
+    p.add_argument("-o", "--output", required=True, metavar="NET.json", help="the network file to write (atomically)")
     p.add_argument("--force", action="store_true", help="build even if the task is ill-posed")
 
     p = sub.add_parser("prove", help="prove that a network classifies every image of a task correctly")
@@ -75,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the names recorded by `cnnproof export`)")
     p.add_argument("--ignore-metadata", action="store_true", help="ONNX: do not compare the initializers with the exact "
                    "weights recorded in the file's metadata (the proof never trusts the metadata either way)")
-    p.add_argument("--method", default="auto", choices=list(METHODS))
+    p.add_argument("--method", default="auto", choices=list(METHODS), help=METHOD_HELP)
     p.add_argument("--margin", metavar="Q", help="prove N_c - N_c' >= Q (an exact rational such as 1/2); default: strict N_c > N_c'")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up (UNKNOWN, exit 3) after S seconds")
     p.add_argument("--seed", type=int, default=0, help="seed of the falsifier (auto)")
@@ -86,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a network as an ONNX model (float32) with its proof in the metadata")
     p.add_argument("source", metavar="TASK.toml|NET.json", help="a task (its paper's network is built and proved) or a network")
-    p.add_argument("-o", "--output", required=True, metavar="MODEL.onnx")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="the ONNX file to write (atomically)")
     p.add_argument("--task", metavar="TASK.toml", help="with a NET.json source: prove it on this task and record the task's sha256")
     p.add_argument("--certificate", metavar="CERT.json", help="record this certificate's sha256 and margin (it must certify this network)")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up proving after S seconds")
@@ -95,13 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw images of a task: a PNG contact sheet or an .npz dataset")
     _task_arg(p, optional=True)
     p.add_argument("-n", type=int, default=16, help="number of images (default 16)")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.png|FILE.npz")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png|FILE.npz",
+                   help="a PNG contact sheet or an .npz dataset, by the extension (docs/sampling.md)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scenes and the noise: the same seed gives "
+                   "the same images (default 0)")
     p.add_argument("--noise", choices=["random", "none"], default="random", help="add float32 noise within δ (default) or draw base images")
 
     p = sub.add_parser("check", help="re-validate a certificate with the small fenced checker (z3 and cvc5)")
-    p.add_argument("certificate", metavar="CERT.json", help="a certificate written by `prove`/`check-task --certificate` "
-                   "(exit 0 valid, 1 rejected, 2 bad input)")
+    p.add_argument("certificate", metavar="CERT.json", help="a certificate written by `prove --certificate` or "
+                   "`check-task --certificate` (docs/certificates.md)")
     p.add_argument("--task", metavar="TASK.toml", help="the task (default: the file named in the certificate)")
     p.add_argument("--net", metavar="NET.json|MODEL.onnx", help="the network the certificate must be about (default: the "
                    "file named in the certificate, or rebuilt); refused when the certificate does not cover it")
@@ -132,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", metavar="Q", help="ask N_c - N_c' >= Q (an exact rational); default: strict N_c > N_c'")
     p.add_argument("--max-scenes", type=int, default=2000, metavar="N", help="refuse (exit 2) a task with more scenes (default 2000)")
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+
+    for name, p in sub.choices.items():  # every subcommand's help ends with its exit codes
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+        p.epilog = _exit_epilog(name)
     return ap
 
 
@@ -185,7 +233,7 @@ def _dispatch(args) -> int:
     if args.command == "sample":
         from cnnproof.constructions import render
 
-        return render.sample_command(task, args)
+        return render.sample_command(task, args, bar=_progress_bar(True, "images"))
     if args.command == "show":
         from cnnproof.constructions.render import task_text
 
@@ -194,7 +242,7 @@ def _dispatch(args) -> int:
     if args.command == "export-vnnlib":
         from cnnproof.verifier.vnnlib import export_command
 
-        return export_command(task, args)
+        return export_command(task, args, bar=_progress_bar(True, "queries"))
     raise InputError(None, None, f"unknown command {args.command}")
 
 
@@ -214,8 +262,9 @@ def cmd_check(args) -> int:
             raise InputError(None, "--margin", "applies to zero error, not to --theorem wellposed")
         theorem = "zero_error"
     t0 = time.perf_counter()
-    res = check_certificate(args.certificate, task_path=args.task, net_path=args.net, theorem=theorem,
-                            margin=margin, paper_network=args.paper_network)
+    with _progress_bar(not args.json, "obligations") as bar:
+        res = check_certificate(args.certificate, task_path=args.task, net_path=args.net, theorem=theorem,
+                                margin=margin, paper_network=args.paper_network, progress=bar)
     ok = bool(getattr(res, "ok", False))
     if args.json:
         out = res.to_json() if hasattr(res, "to_json") else {"valid": ok, "reason": getattr(res, "reason", "")}
@@ -245,11 +294,14 @@ def cmd_certify(args) -> int:
 
 
 class _progress_bar:
-    """A rich progress bar on stderr over the classes of a proof; silent unless stderr is a
-    terminal (and never with --json)."""
+    """A rich progress bar on stderr over the classes of a proof (the obligations of a check,
+    the images of ``sample``, the queries of ``export-vnnlib``); silent unless stderr is a
+    terminal (and never with --json). It is called as ``bar(i, total)``, ``i`` the item under
+    way counting from 0."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, label: str = "head lemmas"):
         self.enabled = enabled and sys.stderr.isatty()
+        self.label = label
         self.p = None
 
     def __enter__(self):
@@ -260,7 +312,7 @@ class _progress_bar:
 
         self.p = Progress(console=Console(file=sys.stderr), transient=True)
         self.p.start()
-        self.t = self.p.add_task("head lemmas", total=None)
+        self.t = self.p.add_task(self.label, total=None)
         return self.update
 
     def update(self, done: int, total: int) -> None:
@@ -352,6 +404,13 @@ def cmd_prove(task, args) -> int:
         with _progress_bar(not args.json) as bar:
             v = prove(task, net, q, method=args.method, timeout=args.timeout, seed=args.seed,
                       progress=None if args.json else _status, jobs=args.jobs, bar=bar)
+    if loaded.onnx is not None and loaded.onnx.inexact:  # irrational BatchNormalization scales: true of the file?
+        from cnnproof.verifier.outcome import Proved
+        from cnnproof.verifier.recheck import for_the_file
+
+        v = for_the_file(task, net, loaded.onnx.inexact, q, v, lambda q2: isinstance(
+            prove(task, net, q2, method=args.method, timeout=args.timeout, seed=args.seed, jobs=args.jobs), Proved),
+            notes=loaded.onnx.notes)
     fl = float_claim(task, loaded, q, v, lambda q2: prove(task, net, q2, method=args.method, timeout=args.timeout,
                                                           seed=args.seed, jobs=args.jobs))
     return _report(task, net, q, v, time.perf_counter() - t0, args, net_desc, float_claim=fl, loaded=loaded)

@@ -117,10 +117,25 @@ def _resolve(name, cert_path: Path, key: str, option: str) -> str:
     return str(p.resolve())
 
 
-def check_certificate(cert_path, task_path=None, net_path=None, *, theorem: str | None = None, margin=ANY,
-                      paper_network: bool = False) -> CheckResult:
+class _Checked(set):
+    """The indices of the obligations re-decided so far. Each one added is reported to
+    ``progress(i, total)``, ``i`` counting from 0 (a progress bar; it never affects the check)."""
+
+    def __init__(self, total: int, progress):
+        super().__init__()
+        self.total, self.progress = total, progress
+
+    def add(self, k: int) -> None:
+        super().add(k)
+        if self.progress is not None:
+            self.progress(len(self) - 1, self.total)
+
+
+def check_certificate(cert_path, task_path=None, net_path=None, progress=None, *, theorem: str | None = None,
+                      margin=ANY, paper_network: bool = False) -> CheckResult:
     """Check one certificate. Raises InputError (exit 2) when a file cannot be read or is not a
-    certificate at all.
+    certificate at all. ``progress(i, total)`` is called as each of the ``total`` obligations is
+    re-decided.
 
     The caller may bind the certificate to the claim it wants: ``theorem`` (its kind), ``margin``
     (None: strict; a Fraction: that μ), the task (``task_path``) and the network: ``net_path``, or
@@ -135,7 +150,7 @@ def check_certificate(cert_path, task_path=None, net_path=None, *, theorem: str 
         raise InputError(str(cert_path), "format", f"not a cnnproof certificate (format {what!r}, expected {FORMAT!r})")
     res = CheckResult(False, "")
     try:
-        _check(cert, cert_path, task_path, net_path, res, theorem, margin, paper_network)
+        _check(cert, cert_path, task_path, net_path, res, theorem, margin, paper_network, progress)
     except Rejected as e:
         res.reason, res.verdict = str(e), None
         return res
@@ -147,7 +162,7 @@ def check_certificate(cert_path, task_path=None, net_path=None, *, theorem: str 
 
 
 def _check(cert: dict, cert_path: Path, task_path, net_path, res: CheckResult, want_kind, want_margin,
-           paper_network) -> None:
+           paper_network, progress=None) -> None:
     relied = res.relied_on
     if cert.get("version") != VERSION:
         raise Rejected(f"unsupported version {cert.get('version')!r}, this checker reads version {VERSION}")
@@ -207,7 +222,7 @@ def _check(cert: dict, cert_path: Path, task_path, net_path, res: CheckResult, w
     obs = cert["obligations"]
     if not isinstance(obs, list) or not all(isinstance(o, dict) for o in obs):
         raise Rejected("obligations is not a list of objects")
-    used: set[int] = set()
+    used: set[int] = _Checked(len(obs), progress)
     counts: Counter = Counter()
     never, joint = _scene_obligations(task, obs, used, counts)
     if kind == "wellposed":
