@@ -216,8 +216,8 @@ def _check(cert: dict, cert_path: Path, task_path, net_path, res: CheckResult, w
         gap = _check_counterexample(task, net, kind, margin, cert.get("counterexample"))
         if gap is not None:
             res.margin["counterexample_gap"] = format_rational(gap)
+        relied["verdict"] = res.verdict = verdict
         relied["relied on"] = "exact re-evaluation of the counterexample (no solver)"
-        res.verdict = verdict
         return
     obs = cert["obligations"]
     if not isinstance(obs, list) or not all(isinstance(o, dict) for o in obs):
@@ -237,6 +237,7 @@ def _check(cert: dict, cert_path: Path, task_path, net_path, res: CheckResult, w
             raise Rejected(f"unexpected obligation #{k} ({o.get('kind')!r}): the checker did not regenerate it")
     if kind == "zero_error":
         res.margin = _check_margins(cert, task, net, bounds)
+    relied["verdict"] = verdict
     relied["solvers"] = f"{z3_version()}, {cvc5_version()} (every SMT obligation: both unsat)"
     relied["obligations"] = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     res.verdict = verdict
