@@ -63,7 +63,10 @@ def test_export_records_the_margin_the_checker_backs(tmp_path):
     assert meta["cnnproof.task_sha256"] == json.loads((CERTS / "faces.json").read_text())["task"]["sha256"]
 
 
-def test_a_certificate_that_claims_no_margin_records_the_bound_the_checker_computes(tmp_path):
+def test_a_certificate_without_an_exact_worst_case_records_no_margin(tmp_path):
+    """proven_margin is the exact worst case: without a witness the checker backs only a lower
+    bound, and the export records no margin (and does not replace the checked certificate by an
+    unchecked fresh proof)."""
     cert = json.loads((CERTS / "faces.json").read_text())
     cert.update(worst_case_margin=None, worst_case_witness=None, margin_lower_bound=None)
     cert["task"]["file"] = str(TASKS / "faces.toml")
@@ -71,4 +74,6 @@ def test_a_certificate_that_claims_no_margin_records_the_bound_the_checker_compu
     model = tmp_path / "m.onnx"
     rc, _, err = run("export", TASKS / "faces.toml", "-o", model, "--certificate", tmp_path / "c.json")
     assert rc == 0, err
-    assert _meta(model)["cnnproof.proven_margin"] == "1"  # the interval heads' bound, recomputed
+    meta = _meta(model)
+    assert meta["cnnproof.proven_margin"] == "" and meta["cnnproof.proof_status"] == "proved"
+    assert meta["cnnproof.certificate_sha256"] == hashlib.sha256((tmp_path / "c.json").read_bytes()).hexdigest()

@@ -116,8 +116,9 @@ def onnxruntime_logits(path: str, image: np.ndarray) -> np.ndarray | None:
 def _checked_certificate(cert_file: str, src: str, task_file: str | None, net) -> tuple:
     """``export --certificate``: the fenced checker on the certificate, bound to zero error, the
     task (``task_file``, else the one the certificate names) and the exported network. Returns
-    what the checker backs: (the exact worst-case margin, else its proven lower bound; the
-    certificate file's sha256; the task's sha256). A certificate it rejects is bad input."""
+    what the checker backs: (the exact worst-case margin when the certificate's witness attains
+    it, else None; the certificate file's sha256; the task's sha256). A certificate it rejects is
+    bad input."""
     from cnnproof.verifier.certificate import file_sha256, network_sha256
     from cnnproof.verifier.checker.check import check_certificate
     from cnnproof.verifier.exact import parse_rational
@@ -137,8 +138,8 @@ def _checked_certificate(cert_file: str, src: str, task_file: str | None, net) -
         raise InputError(cert_file, "verdict", f"is {res.verdict}; only a proof can be exported with a certificate")
     if res.network["sha256"] != network_sha256(net):
         raise InputError(cert_file, "network.sha256", f"is not the sha256 of the network exported ({src})")
-    backed = res.margin.get("worst_case_margin") or res.margin.get("margin_lower_bound") or res.theorem["margin"]
-    return (None if backed is None else parse_rational(backed)), file_sha256(cert_file), res.task["sha256"]
+    exact = res.margin.get("worst_case_margin")
+    return (None if exact is None else parse_rational(exact)), file_sha256(cert_file), res.task["sha256"]
 
 
 def _certificate_task(cert_path: str, digest: str | None):
@@ -203,7 +204,7 @@ def cmd_export(args) -> int:
         task = _certificate_task(args.certificate, task_digest)  # to decide the float32 claim on
     if task is not None:
         task_digest = task_sha256(task)
-        if margin is None or cert_sha is None:
+        if cert_sha is None:  # a checked certificate is the proof: never replaced by an unchecked one
             from cnnproof.verifier.prove import prove
 
             q = Question("zero_error")
