@@ -4,7 +4,10 @@ Stage: certificate + task + network -> valid / rejected. The checker re-derives 
 obligation from the task and the network, compares it with the certificate, and re-decides it
 with its own code: SMT obligations with both z3 and cvc5 on the same SMT-LIB2 text, procedure
 obligations with the small implementations in ``scenes.py``. Any difference rejects the
-certificate with a message saying what failed. The format is in docs/certificates.md.
+certificate with a message saying what failed. The caller may bind the certificate to the
+claim it wants (theorem, margin, task, network); every number the result reports (the margin
+lower bound, the exact worst case, a counterexample's gap) is recomputed or confirmed by exact
+evaluation. The format is in docs/certificates.md.
 """
 
 from __future__ import annotations
