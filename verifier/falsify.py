@@ -26,25 +26,37 @@ from cnnproof.verifier.recheck import confirm, witness_for, worst_other
 
 
 def falsify(task: Task, net: Network | None, q: Question, seed: int = 0, per_class: int = 64,
-            corners: int = 4) -> Counterexample | None:
-    """A confirmed counterexample among sampled images, or None."""
+            corners: int = 4, deadline: float | None = None) -> Counterexample | None:
+    """A confirmed counterexample among sampled images, or None. Raises
+    ``deadline.DeadlineExceeded`` when ``deadline`` passes (the caller answers UNKNOWN)."""
+    from cnnproof.verifier.deadline import alarm, check
+    from cnnproof.verifier.exhaustive import batch_size
+
     rng = random.Random(seed)
+    with alarm(deadline):
+        return _falsify(task, net, q, rng, per_class, corners, deadline, check, batch_size(task, None))
+
+
+def _falsify(task, net, q, rng, per_class, corners, deadline, check, size):
     for c, cls in enumerate(task.classes):
+        check(deadline)
         try:
             scenes = sample_scenes(task, cls, per_class, rng)
         except SearchBudgetExceeded:
             continue
         scenes = list(dict.fromkeys(scenes))
-        imgs = np.stack([base_image_int(task, s) for s in scenes])
         if q.theorem == "wellposed":
-            pres = presence_int(task, imgs)
-            for k, s in enumerate(scenes):
-                names = {f.name for f, p in zip(task.features, pres[k]) if p}
-                w = witness_for(task, c, s, base_image(task, s), names)
-                if w is not None:
-                    return confirm(task, None, q, w)
+            for k0 in range(0, len(scenes), size):  # batches within the memory budget
+                chunk = scenes[k0:k0 + size]
+                pres = presence_int(task, np.stack([base_image_int(task, s) for s in chunk]))
+                for k, s in enumerate(chunk):
+                    names = {f.name for f, p in zip(task.features, pres[k]) if p}
+                    w = witness_for(task, c, s, base_image(task, s), names)
+                    if w is not None:
+                        return confirm(task, None, q, w)
             continue
         for s in scenes:
+            check(deadline)
             base = base_image(task, s)
             candidates = [base]
             if task.noise:

@@ -168,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = ap.parse_args(["prove"] + argv)
     except SystemExit as e:  # usage errors (exit 2), --help and --version (exit 0): a return code
         return e.code if isinstance(e.code, int) else EXIT_USAGE
+    from cnnproof.verifier.deadline import after
+
+    args.deadline = after(getattr(args, "timeout", None))  # one deadline for the whole command
     try:
         return _dispatch(args)
     except CnnproofError as e:
@@ -351,9 +354,13 @@ class _progress_bar:
         return False
 
 
+_T0 = time.perf_counter()
+
+
 def _status(msg: str) -> None:
+    """A progress line on stderr (only on a terminal): the route taken, with the time so far."""
     if sys.stderr.isatty():
-        print(f"  ... {msg}", file=sys.stderr)
+        print(f"  ... [{time.perf_counter() - _T0:7.1f} s] {msg}", file=sys.stderr)
 
 
 def cmd_check_task(task, args) -> int:
@@ -365,7 +372,7 @@ def cmd_check_task(task, args) -> int:
     if args.certificate:
         v = _certified(task, args.task, None, None, q, args)
     else:
-        v = prove(task, None, q, method=args.method, timeout=args.timeout, progress=None if args.json else _status)
+        v = prove(task, None, q, method=args.method, deadline=args.deadline, progress=None if args.json else _status)
     return _report(task, None, q, v, time.perf_counter() - t0, args)
 
 
@@ -379,7 +386,10 @@ def _certified(task, task_file, net, net_file, q, args):
         raise InputError(None, "--certificate", f"certificates are written by the compositional method, not {args.method}")
     obligations: list = []
     t0 = time.perf_counter()
-    v = compositional.prove(task, net, q, fallback=False, record=obligations, jobs=getattr(args, "jobs", 1))
+    if not args.json:
+        _status("compositional (certified): window, scene and head lemmas")
+    v = compositional.prove(task, net, q, fallback=False, record=obligations, jobs=getattr(args, "jobs", 1),
+                            deadline=getattr(args, "deadline", None))
     cert = make_certificate(task, task_file, net, net_file, q, v, obligations, time.perf_counter() - t0,
                             cert_path=args.certificate)
     try:
@@ -429,9 +439,10 @@ def cmd_prove(task, args) -> int:
         v = _certified(task, args.task, net, args.net, q, args)
     else:
         with _progress_bar(not args.json) as bar:
-            v = prove(task, net, q, method=args.method, timeout=args.timeout, seed=args.seed,
+            v = prove(task, net, q, method=args.method, deadline=args.deadline, seed=args.seed,
                       progress=None if args.json else _status, jobs=args.jobs, bar=bar)
-    fl = float_claim(task, loaded, q, v, lambda q2: prove(task, net, q2, method=args.method, timeout=args.timeout,
+    # the float32 claim's re-proof (with a margin) shares the command's deadline: never a fresh one
+    fl = float_claim(task, loaded, q, v, lambda q2: prove(task, net, q2, method=args.method, deadline=args.deadline,
                                                           seed=args.seed, jobs=args.jobs))
     return _report(task, net, q, v, time.perf_counter() - t0, args, net_desc, float_claim=fl, loaded=loaded)
 

@@ -169,7 +169,7 @@ def cmd_export(args) -> int:
             from cnnproof.verifier.prove import prove
 
             q = Question("zero_error")
-            v = prove(task, net, q, method="auto", timeout=args.timeout)
+            v = prove(task, net, q, method="auto", deadline=args.deadline)
             if not isinstance(v, Proved):
                 if not args.force:
                     print(f"refusing to export: the network is not proved on task {task.name} ({v.verdict}; "
@@ -179,7 +179,7 @@ def cmd_export(args) -> int:
             else:
                 margin = v.margin
                 fl = float_claim(task, LoadedNet(net, src), q, v,
-                                 lambda q2: prove(task, net, q2, method="auto", timeout=args.timeout))
+                                 lambda q2: prove(task, net, q2, method="auto", deadline=args.deadline))
                 claim_text = fl.text if fl else None
     rounded = [p for p, arr in net.parameters() if any(Fraction(float(f)) != x for f, x in zip(to_float32(arr).ravel(), arr.ravel()))]
     meta = export_metadata(net, task_sha256=task_digest, certificate_sha256=cert_sha, margin=margin,
