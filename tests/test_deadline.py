@@ -270,3 +270,43 @@ def test_command_timeout_covers_the_identity_layer_case(tmp_path):
     assert p.returncode == 3, p.stdout + p.stderr
     out = json.loads(p.stdout)
     assert out["reason"] == "timeout" and out["method"] in ("auto/falsifier", "auto/smt") and out["seconds"] <= allowed(3)
+
+
+def test_progress_on_a_terminal_names_the_route(tmp_path):
+    """Long work shows, on a terminal, each route as it is taken and the time so far."""
+    import pty
+
+    task = tmp_path / "faces_noise.toml"
+    task.write_text(resized(FACES, 8, "1/10"), encoding="utf-8")
+    net = tmp_path / "net.json"
+    net.write_text(json.dumps(network_to_json(with_identity(build_network(load_task(task))))), encoding="utf-8")
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "cnnproof", "prove", str(task), "--net", str(net), "--timeout", "6"],
+                         stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain():  # a terminal is read as it is written (else the child blocks on a full buffer)
+        while True:
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    import threading
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        out, _ = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    reader.join(timeout=5)
+    os.close(master)
+    err = b"".join(chunks).decode("utf-8", "replace")
+    assert p.returncode == 3, out + err
+    assert "falsifier: sampled scenes" in err and " s] " in err, err
+    assert "verdict   UNKNOWN" in out

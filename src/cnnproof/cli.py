@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", metavar="Q", help="ask N_c - N_c' >= Q (an exact rational); default: strict N_c > N_c'")
     p.add_argument("--max-scenes", type=_positive_int, default=2000, metavar="N", help="refuse (exit 2) a task with more scenes (default 2000)")
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    for sp in sub.choices.values():  # every subcommand's help ends with the exit codes
+        if sp.epilog is None:
+            sp.epilog = EXIT_CODES
     return ap
 
 
@@ -342,7 +345,7 @@ class _progress_bar:
 
         self.p = Progress(console=Console(file=sys.stderr), transient=True)
         self.p.start()
-        self.t = self.p.add_task("head lemmas", total=None)
+        self.t = self.p.add_task("proving (classes done)", total=None)
         return self.update
 
     def update(self, done: int, total: int) -> None:
