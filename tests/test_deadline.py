@@ -320,3 +320,12 @@ def test_progress_on_a_terminal_names_the_route(tmp_path):
     assert p.returncode == 3, out + err
     assert "falsifier: sampled scenes" in err and " s] " in err, err
     assert "verdict   UNKNOWN" in out
+
+
+def test_bare_options_apply_to_the_default_proof(capsys):
+    """`cnnproof --timeout 30` proves the bundled task with that deadline (it was a usage error)."""
+    from cnnproof.cli import main
+
+    assert main(["--timeout", "30", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdict"] == "PROVED" and out["task"] == "faces"

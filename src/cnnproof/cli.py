@@ -162,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        argv = ["prove"]
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["prove"] + argv  # `cnnproof --timeout 5` proves the bundled task with that option
     ap = build_parser()
     try:
         args = ap.parse_args(argv)
