@@ -7,7 +7,9 @@ drawn.
 
 The image is enlarged with nearest-neighbour squares (:func:`pixel_scale`), gray levels as in
 the ``cnnproof sample`` contact sheet (lowest level black, highest white, noise clipped to that
-range), channels side by side (up to four per row, channel 0 first). Every window of the
+range), channels side by side (up to four per row, channel 0 first, each labelled), row
+indices on the left and column indices above (:func:`cnnproof.constructions.render.draw_ticks`),
+so that the anchors the text panel names can be found on the image. Every window of the
 scene's placements is outlined thinly in :data:`PLACED` (inset, so that it stays visible under
 a red outline); the offending windows are outlined thickly in :data:`OFFENDING`:
 
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cnnproof.constructions.render import gray
+from cnnproof.constructions.render import channel_label, draw_ticks, gray, tick_font, tick_margins
 from cnnproof.constructions.scenes import occurrences
 from cnnproof.constructions.task import Task
 from cnnproof.verifier.errors import InputError
@@ -79,7 +81,8 @@ def decimal(x: Fraction) -> str:
 @dataclass(frozen=True)
 class Layout:
     """Where the image sits on the picture: channel ``ch`` pixel ``(r, c)`` is the square
-    ``box(ch, r, c, 1, 1)``."""
+    ``box(ch, r, c, 1, 1)``. Above each channel: its label (``label_h`` px, multi-channel
+    only), then the column indices (``tick_h`` px); the row indices are left of ``left``."""
 
     channels: int
     height: int
@@ -88,12 +91,13 @@ class Layout:
     left: int
     top: int
     label_h: int
+    tick_h: int = 0
 
     def origin(self, ch: int) -> tuple[int, int]:
         """Top-left screen pixel of channel ``ch``."""
         row, col = divmod(ch, CHANNELS_PER_ROW)
         x = self.left + col * (self.width * self.scale + _CHAN_GAP)
-        y = self.top + row * (self.height * self.scale + _CHAN_GAP + self.label_h) + self.label_h
+        y = self.top + row * (self.height * self.scale + _CHAN_GAP + self.label_h + self.tick_h) + self.label_h + self.tick_h
         return x, y
 
     def box(self, ch: int, row: int, col: int, h: int, w: int) -> tuple[int, int, int, int]:
@@ -111,14 +115,15 @@ class Layout:
     @property
     def bottom(self) -> int:
         rows = math.ceil(self.channels / CHANNELS_PER_ROW)
-        return self.top + rows * (self.height * self.scale + self.label_h) + (rows - 1) * _CHAN_GAP
+        return self.top + rows * (self.height * self.scale + self.label_h + self.tick_h) + (rows - 1) * _CHAN_GAP
 
 
 def layout(task: Task) -> Layout:
     """The geometry :func:`picture` uses for ``task`` (tests read window positions from it)."""
     label_h = 18 if task.channels > 1 else 0
-    return Layout(task.channels, task.height, task.width,
-                  pixel_scale(task.channels, task.height, task.width), _PAD, _PAD, label_h)
+    sc = pixel_scale(task.channels, task.height, task.width)
+    tick_w, tick_h = tick_margins(task.height, task.width, sc, tick_font(sc))
+    return Layout(task.channels, task.height, task.width, sc, _PAD + tick_w, _PAD, label_h, tick_h)
 
 
 def offending_windows(task: Task, cex, theorem: str) -> list[tuple[str, tuple[int, int]]]:
@@ -203,6 +208,7 @@ def _text_lines(task: Task, cex, theorem: str, margin: Fraction | None,
         add("in every channel")
     add("")
     add(f"black = {format_rational(task.levels[0])}, white = {format_rational(task.levels[-1])}")
+    add("anchors (row,col): rows at the left, columns on top")
     return L
 
 
@@ -221,7 +227,7 @@ def picture(task: Task, cex, theorem: str, margin: Fraction | None = None, evide
     lay = layout(task)
     sc = lay.scale
     offending = offending_windows(task, cex, theorem)
-    font, title_font = _font(13), _font(15)
+    font, title_font, tfont = _font(13), _font(15), tick_font(sc)
     lines = _text_lines(task, cex, theorem, margin, offending, evidence)
 
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -243,8 +249,10 @@ def picture(task: Task, cex, theorem: str, margin: Fraction | None = None, evide
         x, y = lay.origin(ch)
         pic.paste(Image.fromarray(np.repeat(g[:, :, None], 3, axis=2), "RGB"), (x, y))
         draw.rectangle((x - 1, y - 1, x + task.width * sc, y + task.height * sc), outline=FRAME, width=1)
+        draw_ticks(draw, x, y, task.height, task.width, sc, tfont, rows=ch % CHANNELS_PER_ROW == 0)
         if task.channels > 1:
-            draw.text((x, y - lay.label_h + 2), f"channel {ch}", fill=(0, 0, 0), font=font)
+            label = channel_label(ch, task.width * sc + _CHAN_GAP - 2, draw, font)
+            draw.text((x, y - lay.tick_h - lay.label_h + 2), label, fill=(0, 0, 0), font=font)
 
     # outlines: the placements thin and inset, then the offending windows thick on the border
     thick = max(2, min(6, sc // 5))

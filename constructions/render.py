@@ -361,13 +361,14 @@ def class_schedule(task: Task, n: int) -> list[int]:
     return [k % K for k in range(n)]
 
 
-def sample_dataset(task: Task, n: int, seed: int, noise: str = "random") -> Dataset:
+def sample_dataset(task: Task, n: int, seed: int, noise: str = "random", progress=None) -> Dataset:
     """``n`` images, classes round robin, deterministic for ``seed`` (see docs/sampling.md).
 
     One ``random.Random(seed)`` draws the scenes (``sample_scenes`` once per class, in class
     order, for that class's share), then a 64-bit seed for the numpy generator of the noise, so
     the scenes do not depend on the noise mode. ``noise="none"`` gives the base images in
-    float32 (:func:`nearest_image_float32`).
+    float32 (:func:`nearest_image_float32`). ``progress(i, K + n)`` is called before the scenes
+    of each of the K classes are drawn and before each image is made (``i`` from 0).
     """
     if n < 1:
         raise InputError(None, "-n", f"the number of images must be >= 1, found {n}")
@@ -376,7 +377,10 @@ def sample_dataset(task: Task, n: int, seed: int, noise: str = "random") -> Data
     rng = random.Random(seed)
     schedule = class_schedule(task, n)
     per_class: list[list[Scene]] = []
+    K = len(task.classes)
     for c, cls in enumerate(task.classes):
+        if progress:
+            progress(c, K + n)
         count = schedule.count(c)
         try:
             per_class.append(sample_scenes(task, cls, count, rng) if count else [])
@@ -386,7 +390,9 @@ def sample_dataset(task: Task, n: int, seed: int, noise: str = "random") -> Data
     taken = [0] * len(task.classes)
     scenes: list[Scene] = []
     images, inside = [], []
-    for c in schedule:
+    for k, c in enumerate(schedule):
+        if progress:
+            progress(K + k, K + n)
         s = per_class[c][taken[c]]
         taken[c] += 1
         scenes.append(s)
@@ -437,6 +443,82 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+TICK_STEPS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000)
+TICK_MARK = 3  # length in screen pixels of a tick mark outside the image's frame
+TICK_COLOUR = (90, 90, 90)
+
+
+def tick_step(scale: int, label_px: int) -> int:
+    """The step between labelled rows (or columns): the smallest of :data:`TICK_STEPS` whose
+    labels, ``step * scale`` screen pixels apart, do not touch (``label_px`` wide, 4 px apart).
+
+    >>> tick_step(32, 14), tick_step(16, 14), tick_step(4, 14), tick_step(1, 20)
+    (1, 2, 5, 25)
+    """
+    for step in TICK_STEPS:
+        if step * scale >= label_px + 4:
+            return step
+    return TICK_STEPS[-1]
+
+
+def ticks(n: int, scale: int, label_px: int) -> list[int]:
+    """The indices labelled on an axis of ``n`` pixels: 0, step, 2 step, ...
+
+    >>> ticks(8, 32, 14)
+    [0, 1, 2, 3, 4, 5, 6, 7]
+    >>> ticks(28, 4, 14)
+    [0, 5, 10, 15, 20, 25]
+    """
+    return list(range(0, n, tick_step(scale, label_px)))
+
+
+def tick_font(scale: int):
+    """The font of tick labels: 11 px, or 9 px for small pixels."""
+    return _font(11 if scale >= 8 else 9)
+
+
+def tick_margins(height: int, width: int, scale: int, font) -> tuple[int, int]:
+    """``(left, top)``: the room row labels take left of an image and column labels above it."""
+    from PIL import Image, ImageDraw
+
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    wide = probe.textbbox((0, 0), str(max(height - 1, 0)), font=font)
+    tall = probe.textbbox((0, 0), "0123456789", font=font)
+    return (wide[2] - wide[0]) + TICK_MARK + 4, (tall[3] - tall[1]) + TICK_MARK + 5
+
+
+def draw_ticks(draw, x: int, y: int, height: int, width: int, scale: int, font,
+               rows: bool = True, cols: bool = True) -> None:
+    """Label the rows (left of the image) and the columns (above it) of an image whose pixel
+    ``(0, 0)`` has its top-left screen corner at ``(x, y)``: a short mark outside the frame at
+    the middle of each labelled pixel and its index, so that an anchor ``(row, col)`` of the
+    text can be found on the picture."""
+    probe = draw.textbbox((0, 0), "0", font=font)
+    digit_w = probe[2] - probe[0]
+    if cols:
+        for c in ticks(width, scale, digit_w * len(str(width - 1))):
+            cx = x + c * scale + scale // 2
+            draw.line((cx, y - 2 - TICK_MARK, cx, y - 2), fill=TICK_COLOUR)
+            x0, y0, x1, y1 = draw.textbbox((0, 0), str(c), font=font)
+            draw.text((cx - (x1 - x0) // 2 - x0, y - 3 - TICK_MARK - y1), str(c), fill=TICK_COLOUR, font=font)
+    if rows:
+        x0, y0, x1, y1 = draw.textbbox((0, 0), "0", font=font)
+        for r in ticks(height, scale, (y1 - y0) + 2):
+            cy = y + r * scale + scale // 2
+            draw.line((x - 2 - TICK_MARK, cy, x - 2, cy), fill=TICK_COLOUR)
+            bx0, by0, bx1, by1 = draw.textbbox((0, 0), str(r), font=font)
+            draw.text((x - 3 - TICK_MARK - bx1, cy - (by0 + by1) // 2), str(r), fill=TICK_COLOUR, font=font)
+
+
+def channel_label(ch: int, room: int, draw, font) -> str:
+    """``channel k``, ``ch k`` or ``k``: the longest that fits in ``room`` screen pixels."""
+    for text in (f"channel {ch}", f"ch {ch}", str(ch)):
+        x0, _, x1, _ = draw.textbbox((0, 0), text, font=font)
+        if x1 - x0 <= room:
+            return text
+    return str(ch)
+
+
 def gray(task: Task, plane: np.ndarray) -> np.ndarray:
     """One channel (H, W) of values (exact or float) as uint8 gray: the lowest level 0, the
     highest 255, linear between, clipped (noisy pixels beyond the levels)."""
@@ -456,8 +538,10 @@ def contact_sheet(task: Task, ds: Dataset) -> "PIL.Image.Image":  # noqa: F821
 
     Gray levels map linearly from the lowest level (black) to the highest (white); noisy pixels
     are clipped to that range. Each image pixel is a ``scale x scale`` square with a 1-px gray
-    grid line (when ``scale >= 6``). A multi-channel image shows its channels side by side,
-    channel 0 first. A caption in red marks an image whose true label differs from its class.
+    grid line (when ``scale >= 6``), row indices on its left and column indices above it
+    (:func:`draw_ticks`). A multi-channel image shows its channels side by side, channel 0
+    first, each labelled above. A caption in red marks an image whose true label differs from
+    its class.
     """
     from PIL import Image, ImageDraw
 
@@ -465,7 +549,7 @@ def contact_sheet(task: Task, ds: Dataset) -> "PIL.Image.Image":  # noqa: F821
     N = len(ds.scenes)
     sc = _pixel_scale(task)
     grid = sc >= 6
-    font, title_font = _font(13), _font(15)
+    font, title_font, tfont = _font(13), _font(15), tick_font(sc)
     draw0 = ImageDraw.Draw(Image.new("RGB", (1, 1)))
 
     def text_size(t: str, f) -> tuple[int, int]:
@@ -479,19 +563,21 @@ def contact_sheet(task: Task, ds: Dataset) -> "PIL.Image.Image":  # noqa: F821
         if t != int(ds.labels[k]):
             name += " (true: " + ("none" if t < 0 else ds.class_names[t]) + ")"
         captions.append(name)
-    chan_gap = 4
+    chan_gap = 10
     img_w = C * W * sc + (C - 1) * chan_gap + 2  # 1-px frame on each side
     img_h = H * sc + 2
+    tick_l, tick_t = tick_margins(H, W, sc, tfont)
+    chan_h = text_size("channel 0", tfont)[1] + 5 if C > 1 else 0
     cap_h = max(text_size(c, font)[1] for c in captions + ["Ag"]) + 4
-    cell_w = max([img_w] + [text_size(c, font)[0] for c in captions]) + 12
-    cell_h = img_h + cap_h + 12
+    cell_w = max([tick_l + img_w] + [text_size(c, font)[0] for c in captions]) + 12
+    cell_h = chan_h + tick_t + img_h + cap_h + 12
     ncols = max(1, min(N, math.ceil(math.sqrt(N)), max(1, 1600 // cell_w)))
     nrows = math.ceil(N / ncols)
     # the default font has no Greek letters: write "delta"
     title = (f"task {task.name}: {N} images, {C}x{H}x{W}, noise {ds.noise} "
              f"(delta = {format_rational(task.noise)}), seed {ds.seed}")
     legend = (f"black = {format_rational(task.levels[0])}, white = {format_rational(task.levels[-1])}"
-              + (", channels side by side" if C > 1 else ""))
+              + (", channels side by side" if C > 1 else "") + "; ticks: row and column indices")
     if not ds.in_class.all():
         legend += f"; {int((~ds.in_class).sum())} float32 images outside G_c (a level is not a float32)"
     tw = max(text_size(title, title_font)[0], text_size(legend, font)[0])
@@ -505,8 +591,8 @@ def contact_sheet(task: Task, ds: Dataset) -> "PIL.Image.Image":  # noqa: F821
 
     for k in range(N):
         r, c = divmod(k, ncols)
-        x0 = 6 + c * cell_w + (cell_w - img_w) // 2
-        y0 = title_h + r * cell_h + 4
+        x0 = 6 + c * cell_w + (cell_w - tick_l - img_w) // 2 + tick_l
+        y0 = title_h + r * cell_h + 4 + chan_h + tick_t
         panel = np.full((img_h, img_w, 3), 128, dtype=np.uint8)  # frame and channel gaps
         for ch in range(C):
             big = np.kron(gray(task, ds.images[k, ch]), np.ones((sc, sc), dtype=np.uint8))
@@ -519,6 +605,12 @@ def contact_sheet(task: Task, ds: Dataset) -> "PIL.Image.Image":  # noqa: F821
             if C > 1 and ch < C - 1:
                 panel[:, px + W * sc : px + W * sc + chan_gap] = 255
         sheet.paste(Image.fromarray(panel, "RGB"), (x0, y0))
+        for ch in range(C):
+            px = x0 + 1 + ch * (W * sc + chan_gap)
+            draw_ticks(draw, px, y0 + 1, H, W, sc, tfont, rows=ch == 0)
+            if C > 1:
+                label = channel_label(ch, W * sc + chan_gap - 2, draw, tfont)
+                draw.text((px, y0 - tick_t - chan_h + 1), label, fill=(0, 0, 0), font=tfont)
         cap = captions[k]
         cw, _ = text_size(cap, font)
         colour = (0, 0, 0) if int(ds.true_labels[k]) == int(ds.labels[k]) else (200, 0, 0)
@@ -532,8 +624,12 @@ def png_bytes(task: Task, ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-def sample_command(task: Task, args) -> int:
-    """``cnnproof sample``: write a PNG contact sheet or an .npz dataset; returns exit code 0."""
+def sample_command(task: Task, args, bar=None) -> int:
+    """``cnnproof sample``: write a PNG contact sheet or an .npz dataset; returns exit code 0.
+    ``bar`` is the terminal's progress bar: a context manager giving the callback
+    ``(i, total)`` of :func:`sample_dataset` (or None); it is closed before anything is printed."""
+    from contextlib import nullcontext
+
     from cnnproof.verifier.network import write_atomic
 
     out = Path(args.output)
@@ -543,8 +639,9 @@ def sample_command(task: Task, args) -> int:
                          "write FILE.png (contact sheet) or FILE.npz (dataset)")
     if args.n < 1:
         raise InputError(None, "-n", f"the number of images must be >= 1, found {args.n}")
-    ds = sample_dataset(task, args.n, args.seed, args.noise)
-    data = png_bytes(task, ds) if ext == ".png" else npz_bytes(ds)
+    with bar or nullcontext() as progress:
+        ds = sample_dataset(task, args.n, args.seed, args.noise, progress=progress)
+        data = png_bytes(task, ds) if ext == ".png" else npz_bytes(ds)
     try:
         write_atomic(out, data)
     except OSError as e:

@@ -16,6 +16,13 @@ search is absolute (so it is exact at the border) and goal-directed:
 * a committed occurrence freezes its cells, so later placements cannot destroy it;
 * when every goal is committed, the remaining required copies are packed anywhere compatible.
 
+The search never runs on a canvas larger than :func:`reduced_canvas`: an explicit frame, a
+function of the class's rules and the goals only, beyond which neither the canvas nor a region's
+distance from the canvas corner can change the answer (the proof: docs/canvas-bound.md). A scene
+found in the frame is, translated back, a scene of the real canvas, and a scene of the real
+canvas can be squeezed into the frame, so the answer is exact on every canvas and the work stops
+growing once the canvas is larger than the frame. ``WORK`` counts searches and nodes.
+
 A node budget bounds the work; exceeding it raises SearchBudgetExceeded (the caller answers
 UNKNOWN or falls back, never guesses). :func:`uncoverable_cell` is the cheap, canvas-independent
 proof that a feature can never appear in a class: a cell of its support that needs a
@@ -24,6 +31,7 @@ non-background value which no placement of the class can write compatibly.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -33,6 +41,40 @@ from cnnproof.constructions.task import ClassSpec, Feature, Task
 Cell = tuple[int, int, int]  # (channel, row, col)
 
 DEFAULT_BUDGET = 200_000
+
+WORK: Counter = Counter()  # "searches" and "nodes" of appear_together; read by tests and bench
+
+
+def reduced_canvas(task: Task, cls: ClassSpec, goals) -> tuple[int, int, int, int]:
+    """(dr, dc, rows, cols): the frame on which the question "can ``goals`` occur together in a
+    scene of ``cls``?" has the same answer as on the task's canvas (the proof:
+    docs/canvas-bound.md). The frame is the rows x cols canvas whose cell (0, 0) is the task's
+    cell (dr, dc); an anchor (i, j) of the frame stands for the task's (i + dr, j + dc), under
+    the class's own grid and region. dr, dc are multiples of the stride.
+
+    Per axis: a region's first anchor is moved up to just past the goal windows that can lie
+    above it (the shift), then the frame holds the region's first anchor, the extent of every
+    object a scene with the goals can hold (each placement and each goal window), and per
+    object one empty run shorter than gap + stride. Never larger than the canvas.
+    """
+    r, q = cls.anchors.stride
+    r0, c0 = (0, 0) if cls.anchors.region is None else cls.anchors.region[:2]
+    req = [task.feature(n) for n in cls.required for _ in range(cls.copies)]
+    ds = [task.feature(n) for n in cls.distractors] if cls.max_distractors > 0 else []
+    gs = [task.feature(n) for n in dict.fromkeys(goals)]
+    n_obj = len(req) + (cls.max_distractors if ds else 0) + len(gs)
+
+    def axis(first: int, stride: int, size, canvas: int) -> tuple[int, int]:
+        above = sum(size(f) for f in gs) + (len(gs) + 1) * (stride - 1)
+        first = max(first, 0)
+        shift = stride * -(-(first - above) // stride) if first > above else 0
+        most = max((size(f) for f in ds), default=0)
+        extent = sum(size(f) for f in req + gs) + cls.max_distractors * most
+        return shift, min(canvas - shift, first - shift + extent + n_obj * (cls.gap + stride - 1))
+
+    dr, rows = axis(r0, r, lambda f: f.height, task.height)
+    dc, cols = axis(c0, q, lambda f: f.width, task.width)
+    return dr, dc, rows, cols
 
 
 def _support(f: Feature) -> dict[Cell, Fraction]:
@@ -177,10 +219,12 @@ def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ..
     # goals with the fewest anchors and most constraints first
     goals.sort(key=lambda g: (-len(opts[g]), g))
     bg = task.background
-    H, W = task.height, task.width
-    allows = cls.anchors.allows
+    # the frame: exact on the real canvas (see the docstring); frame anchor (i, j) = task's (i + dr, j + dc)
+    dr, dc, H, W = reduced_canvas(task, cls, goals)
+    allows = (lambda i, j: cls.anchors.allows(i + dr, j + dc)) if dr or dc else cls.anchors.allows
     if _relaxed is not None:
         H, W, centre = _relaxed
+        dr = dc = 0
         allows = lambda i, j: True  # noqa: E731
     else:
         centre = None
@@ -189,9 +233,12 @@ def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ..
     st = _State([], [], {}, set(), {}, {n: cls.copies for n in cls.required}, cls.max_distractors)
     nodes = 0
 
+    WORK["searches"] += 1
+
     def tick():
         nonlocal nodes
         nodes += 1
+        WORK["nodes"] += 1
         if nodes > budget:
             raise SearchBudgetExceeded(f"scene search over {budget} nodes (class {cls.name}, goals {goals})")
 
@@ -355,7 +402,10 @@ def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ..
                 unplace()
         return None
 
-    return search(goals)
+    found = search(goals)
+    if found is None or not (dr or dc):
+        return found
+    return tuple(sorted(Placement(p.feature, p.row + dr, p.col + dc) for p in found))
 
 
 def _single(cls: ClassSpec, f: str) -> bool:

@@ -35,6 +35,9 @@ def test_export_from_a_network_with_its_certificate(tmp_path, capsys):
     assert meta["cnnproof.certificate_sha256"] == hashlib.sha256(cert.read_bytes()).hexdigest()
     assert meta["cnnproof.task_sha256"] == json.loads(cert.read_text())["task"]["sha256"]
     assert meta["cnnproof.proven_margin"] == "1"
+    # the certificate path records the float32 claim too (decided on the certificate's task)
+    assert meta["cnnproof.proof_status"] == "proved"
+    assert meta["cnnproof.float32_status"] == "PROVED" and meta["cnnproof.float32_claim"].startswith("PROVED")
     assert json.loads(meta["cnnproof.classes"]) == ["stop", "go"]
     recorded = json.loads(meta["cnnproof.exact_network"])
     assert recorded["layers"] == json.loads(net.read_text())["layers"]
@@ -58,7 +61,40 @@ def test_export_refuses_an_unproved_network_unless_forced(tmp_path, capsys):
     assert main(["export", str(TASKS / "touching.toml"), "-o", str(model)]) == 1
     assert "refusing to export" in capsys.readouterr().err and not model.exists()
     assert main(["export", str(TASKS / "touching.toml"), "-o", str(model), "--force"]) == 0
-    assert _meta(model)["cnnproof.proven_margin"] == ""
+    meta = _meta(model)
+    assert meta["cnnproof.proven_margin"] == "" and meta["cnnproof.proof_status"] == "refuted"
+    assert meta["cnnproof.float32_status"] == "not proved" and meta["cnnproof.float32_claim"] == ""
+    assert "cnnproof.proof_status = refuted" in capsys.readouterr().out
+
+
+def test_export_without_a_task_says_the_file_carries_no_proof(tmp_path, capsys):
+    net, model = tmp_path / "net.json", tmp_path / "m.onnx"
+    assert main(["build", str(TASKS / "channels.toml"), "-o", str(net)]) == 0
+    capsys.readouterr()
+    assert main(["export", str(net), "-o", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "the file carries no proof" in out and "cnnproof.proof_status = unproved" in out
+    assert "float32   not proved" in out
+    meta = _meta(model)
+    assert meta["cnnproof.proof_status"] == "unproved" and meta["cnnproof.proven_margin"] == ""
+    assert meta["cnnproof.float32_status"] == "not proved" and meta["cnnproof.task_sha256"] == ""
+
+
+def test_the_float32_line_never_rounds_a_margin_up(tmp_path, capsys):
+    """levels_noise's exported file has the exact margin 0.99999997...: the text once said `< 1 <=`."""
+    from decimal import Decimal
+
+    model = tmp_path / "m.onnx"
+    assert main(["export", str(TASKS / "levels_noise.toml"), "-o", str(model)]) == 0
+    capsys.readouterr()
+    assert main(["prove", str(TASKS / "levels_noise.toml"), "--net", str(model), "--json"]) == 0
+    fl = json.loads(capsys.readouterr().out)["float32"]
+    margin, bound = Fraction(fl["margin"]), Fraction(fl["error_bound"])
+    assert margin < 1
+    shown_bound, shown_margin = fl["text"].split("<= ")[1].split(" < ")
+    shown_margin = shown_margin.split(" <=")[0]
+    assert Fraction(Decimal(shown_bound)) >= bound and Fraction(Decimal(shown_margin)) <= margin
+    assert Fraction(fl["error_bound_decimal"]) >= bound
 
 
 def test_export_to_a_missing_folder_is_bad_input(tmp_path, capsys):

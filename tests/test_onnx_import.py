@@ -410,3 +410,228 @@ def test_parallel_branches_with_far_apart_denominators_are_exact():
                                   fa([1, 0, 0, 0, 0, 0, 1, 0], (2, 4)), fa([0, 0], (2,)))), ("a", "b"))
     x = fa([2**40 + 1, 5], (1, 1, 2))
     assert net.evaluate(x) == [Fraction(2**40 + 1, 2**60), Fraction(3 * (2**40 + 1))]
+
+
+# -- spatial attributes read as onnxruntime reads them, or refused (issue 8, item 5) --------------
+
+
+def _raw(nodes, inits, H, W, out):
+    """A graph whose output has no declared shape (to see what onnxruntime computes)."""
+    g = helper.make_graph(nodes, "raw", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, H, W])],
+                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _pool_model(op, H, W, **attrs):
+    nodes = [helper.make_node(op, ["image"], ["p"], name="pool", **attrs),
+             helper.make_node("GlobalMaxPool", ["p"], ["g"]), helper.make_node("Flatten", ["g"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "G", "B"], ["logits"], transB=1)]
+    return model(nodes, {"G": np.array([[1.0], [-1.0]], np.float32), "B": np.zeros(2, np.float32)}, H=H, W=W)
+
+
+def test_same_padding_with_a_dilation_is_refused(tmp_path):
+    """The review's MaxPool (kernel [1,1], strides [1,3], dilations [1,2], SAME_UPPER) pools
+    columns 1 and 4 of a width-6 map in onnxruntime (cnnproof read 0 and 3); Conv with SAME and
+    a dilation is refused by onnxruntime. Both are refused by the importer now."""
+    from cnnproof.verifier.errors import InputError as IE
+
+    m = _pool_model("MaxPool", 1, 6, kernel_shape=[1, 1], strides=[1, 3], dilations=[1, 2], auto_pad="SAME_UPPER")
+    x = np.arange(1, 7, dtype=np.float32).reshape(1, 1, 1, 6)
+    pooled = _ort(_raw([helper.make_node("MaxPool", ["image"], ["y"], kernel_shape=[1, 1], strides=[1, 3],
+                                         dilations=[1, 2], auto_pad="SAME_UPPER")], {}, 1, 6, "y"), x)
+    assert pooled.ravel().tolist() == [2.0, 5.0]  # what onnxruntime does: not the columns 0 and 3
+    with pytest.raises(IE, match=r"node 'pool' \(MaxPool\): auto_pad SAME_UPPER with dilations \[1, 2\]"):
+        load_onnx(_save(m, tmp_path), classes=["a", "b"])
+    nodes = [helper.make_node("Conv", ["image", "W"], ["c"], name="dconv", auto_pad="SAME_LOWER", dilations=[2, 2]),
+             helper.make_node("GlobalMaxPool", ["c"], ["g"]), helper.make_node("Flatten", ["g"], ["logits"], axis=1)]
+    p = _save(model(nodes, {"W": np.ones((2, 1, 2, 2), np.float32)}), tmp_path, "c.onnx")
+    with pytest.raises(IE, match=r"node 'dconv' \(Conv\): auto_pad SAME_LOWER with dilations"):
+        load_onnx(p, classes=["a", "b"])
+    with pytest.raises(Exception, match="Dilation not supported"):
+        ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"image": np.zeros((1, 1, 6, 6), np.float32)})
+
+
+def test_same_padding_that_would_be_negative_is_refused(tmp_path):
+    """A kernel smaller than the stride makes SAME's pad_needed negative: onnxruntime refuses the
+    MaxPool, the ONNX reference clamps it to 0; the importer refuses it with the reason."""
+    from cnnproof.verifier.errors import InputError as IE
+
+    m = _pool_model("MaxPool", 1, 5, kernel_shape=[1, 1], strides=[1, 3], auto_pad="SAME_UPPER")
+    with pytest.raises(IE, match=r"node 'pool' \(MaxPool\): auto_pad SAME_UPPER on axis W .* negative padding \(-1\)"):
+        load_onnx(_save(m, tmp_path), classes=["a", "b"])
+    with pytest.raises(Exception, match="non-negative"):
+        _ort(m, np.zeros((1, 1, 1, 5), np.float32))
+
+
+def test_pooling_pads_not_below_the_kernel_are_refused(tmp_path):
+    from cnnproof.verifier.errors import InputError as IE
+
+    m = _pool_model("AveragePool", 4, 4, kernel_shape=[2, 1], pads=[1, 1, 0, 1], count_include_pad=1)
+    with pytest.raises(IE, match=r"node 'pool' \(AveragePool\): pads \[1, 1, 0, 1\] must be smaller than the kernel"):
+        load_onnx(_save(m, tmp_path), classes=["a", "b"])
+    with pytest.raises(Exception, match="Pad should be smaller than kernel"):
+        _ort(m, np.zeros((1, 1, 4, 4), np.float32))
+
+
+@pytest.mark.parametrize("auto", ["SAME_UPPER", "SAME_LOWER"])
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool", "Conv"])
+def test_same_padding_matches_onnxruntime_on_every_small_geometry(op, auto, tmp_path):
+    """Every kernel 1..3 x stride 1..3 on widths 3..7: accepted geometries give onnxruntime's
+    values exactly (integer inputs, exact in float32); refused ones name the reason."""
+    from cnnproof.verifier.errors import InputError as IE
+
+    for k in (1, 2, 3):
+        for s in (1, 2, 3):
+            for W in range(3, 8):
+                attrs = dict(kernel_shape=[1, k], strides=[1, s], auto_pad=auto)
+                if op == "AveragePool":
+                    attrs["count_include_pad"] = 1
+                inits = {}
+                ins = ["image"]
+                if op == "Conv":
+                    inits["W"] = np.arange(1, k + 1, dtype=np.float32).reshape(1, 1, 1, k)
+                    ins.append("W")
+                node = helper.make_node(op, ins, ["p"], name="n", **attrs)
+                x = np.arange(1, W + 1, dtype=np.float32).reshape(1, 1, 1, W) * 4
+                try:
+                    n = _ort(_raw([node], inits, 1, W, "p"), x).size
+                except Exception:
+                    n = None  # onnxruntime refuses: the importer must too
+                if n is None:
+                    nodes = [node, helper.make_node("GlobalMaxPool", ["p"], ["g"]),
+                             helper.make_node("Flatten", ["g"], ["f"], axis=1),
+                             helper.make_node("Gemm", ["f", "G"], ["logits"], transB=1)]
+                    G = np.ones((2, 1), np.float32)
+                else:  # weights 1, 8, 64, ... and 1, -1, 1, ...: a shifted window changes the logits
+                    nodes = [node, helper.make_node("Flatten", ["p"], ["f"], axis=1),
+                             helper.make_node("Gemm", ["f", "G"], ["logits"], transB=1)]
+                    G = np.array([[8.0**i for i in range(n)], [(-1.0) ** i for i in range(n)]], np.float32)
+                m = model(nodes, dict(inits, G=G), H=1, W=W)
+                try:
+                    net = load_onnx(_save(m, tmp_path), classes=["a", "b"]).net
+                except IE as e:
+                    assert "negative padding" in str(e), (op, auto, k, s, W, str(e))
+                    continue
+                assert n is not None, (op, auto, k, s, W, "onnxruntime refuses, the importer accepts")
+                want = _ort(m, x)[0]
+                got = net.evaluate(np.vectorize(lambda v: Fraction(float(v)), otypes=[object])(x[0]))
+                assert [float(v) for v in got] == pytest.approx(want.tolist(), rel=1e-6), (op, auto, k, s, W)
+
+
+# -- irrational BatchNormalization scales: verdicts true of the file (issue 8, item 7) -------------
+
+TINY_TASK = """name = "tiny"
+description = "Two one-row features on a 1 x 2 canvas."
+[canvas]
+height = 1
+width = 2
+[pixels]
+symbols = { "." = 0, "#" = 1 }
+[features.a]
+template = "#."
+[features.b]
+template = ".#"
+[classes.A]
+required = ["a"]
+[classes.B]
+required = ["b"]
+"""
+
+
+def _two_batchnorms(tmp_path, coef: float, bias_a: float, bias_b: float, name: str) -> str:
+    """image -> BN -> BN (var + eps = 2: exactly x / 2 over the reals) -> Gemm. On the class-A
+    image [1, 0], N_A - N_B = coef * x0 / 2 + bias_a - bias_b over the reals."""
+    import json
+
+    eps = 2.0**-10
+    var = np.array([2.0 - eps], np.float32)
+    assert float(var[0]) + eps == 2.0
+    bn = lambda i, o, n: helper.make_node("BatchNormalization", [i, "g", "b", "m", "v"], [o], name=n, epsilon=eps)  # noqa: E731
+    nodes = [bn("image", "h", "bn1"), bn("h", "h2", "bn2"), helper.make_node("Flatten", ["h2"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "W", "B"], ["logits"], transB=1)]
+    inits = {"g": np.ones(1, np.float32), "b": np.zeros(1, np.float32), "m": np.zeros(1, np.float32), "v": var,
+             "W": np.array([[0, 0], [-coef, 4]], np.float32), "B": np.array([bias_a, bias_b], np.float32)}
+    m = model(nodes, inits, H=1, W=2)
+    m.metadata_props.add(key="cnnproof.classes", value=json.dumps(["A", "B"]))
+    (tmp_path / "tiny.toml").write_text(TINY_TASK)
+    return _save(m, tmp_path, name)
+
+
+def _prove_json(capsys, tmp_path, p):
+    import json
+
+    code = main(["prove", str(tmp_path / "tiny.toml"), "--net", p, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_a_counterexample_of_the_rational_stand_in_only_is_not_reported(tmp_path, capsys):
+    """The review's case: over the reals N_A - N_B = -1/2 + 1/2 + 2^-100 > 0 on the class-A
+    image, but the stand-in for 1/sqrt(2) (squared) is above 1/2, so the exact network's gap is
+    about -7.6e-21 and the old code said REFUTED. Re-evaluated with enclosures of the true
+    scale it is +2^-100: not a counterexample of the file (UNKNOWN, with the reason)."""
+    p = _two_batchnorms(tmp_path, -1.0, 2.0**-100, -0.5, "stand_in_cex.onnx")
+    imp = load_onnx(p)
+    assert [i.node for i in imp.inexact] == ["bn1", "bn2"]
+    exact_gap = imp.net.evaluate(np.array([[[1, 0]]], dtype=object))
+    assert exact_gap[0] - exact_gap[1] < 0  # the stand-in network is refuted ...
+    code, out = _prove_json(capsys, tmp_path, p)
+    assert out["verdict"] == "UNKNOWN" and code == 3, out  # ... the file is not
+    assert "not one of the file" in out["reason"] and "7.88861e-31" in out["reason"]  # 2^-100
+    # onnxruntime does not reproduce the stand-in's misclassification
+    got = _ort(onnx.load(p), np.array([[[[1, 0]]]], np.float32))[0]
+    assert got[0] >= got[1]
+
+
+def test_a_real_counterexample_is_still_refuted(tmp_path, capsys):
+    p = _two_batchnorms(tmp_path, -1.0, 2.0**-100, -0.25, "real_cex.onnx")  # gap -1/4 + 2^-100 over the reals
+    code, out = _prove_json(capsys, tmp_path, p)
+    assert out["verdict"] == "REFUTED" and code == 1, out
+    assert out["counterexample"]["class"] == "A"
+
+
+def test_a_proof_of_the_stand_in_only_is_not_reported(tmp_path, capsys):
+    """Over the reals N_A - N_B = 1/2 - 1/2 - 2^-100 < 0, but the stand-in's gap is about +7.6e-21:
+    the old code said PROVED for the exact network. The stand-ins may move the gap by more than
+    that margin, so the proof does not carry over to the file: UNKNOWN."""
+    p = _two_batchnorms(tmp_path, 1.0, -(2.0**-100), 0.5, "stand_in_proof.onnx")
+    code, out = _prove_json(capsys, tmp_path, p)
+    assert out["verdict"] == "UNKNOWN" and code == 3, out
+    assert "no margin above that is proved" in out["reason"]
+
+
+def test_a_proof_with_room_for_the_stand_ins_stands(tmp_path, capsys):
+    p = _two_batchnorms(tmp_path, 1.0, 0.25, 0.5, "room.onnx")  # gap 1/2 - 1/4 = 1/4 over the reals
+    code, out = _prove_json(capsys, tmp_path, p)
+    assert out["verdict"] == "PROVED", out
+    assert out["float32"]["status"] == "PROVED" and code == 0, out
+
+
+def test_batchnorm_enclosures_contain_the_true_values():
+    from cnnproof.verifier.onnx_import import _sqrt_enclosure
+
+    for v in (Fraction(2), Fraction(1, 3), Fraction(10**6 + 1, 7), Fraction(9, 4)):
+        for bits in (8, 64, 300):
+            lo, hi = _sqrt_enclosure(v, bits)
+            assert lo * lo <= v <= hi * hi
+            assert (lo == hi) == (v == Fraction(9, 4))
+            assert hi - lo <= Fraction(1, 2**bits)
+
+
+def test_the_stand_in_layers_stay_in_the_network_through_later_steps(tmp_path):
+    """An Add, Mul or Sub after an irrational BatchNormalization must not fold the stand-in away:
+    its enclosure names the very layer object the network evaluates."""
+    from cnnproof.verifier.recheck import _layer_ids
+
+    for op in ("Add", "Mul", "Sub"):
+        nodes = [helper.make_node("Conv", ["image", "W", "B0"], ["c"]),
+                 helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["bn"], name="bn"),
+                 helper.make_node(op, ["bn", "a"], ["s"]),
+                 helper.make_node("GlobalMaxPool", ["s"], ["p"]), helper.make_node("Flatten", ["p"], ["f"], axis=1),
+                 helper.make_node("Gemm", ["f", "G", "C"], ["logits"], transB=1)]
+        inits = {"W": np.ones((1, 1, 1, 1), np.float32), "B0": np.zeros(1, np.float32), "g": np.ones(1, np.float32),
+                 "b": np.zeros(1, np.float32), "m": np.zeros(1, np.float32), "v": np.array([2.0], np.float32),
+                 "a": np.array([0.5], np.float32).reshape(1, 1, 1), "G": np.array([[1], [0]], np.float32),
+                 "C": np.zeros(2, np.float32)}
+        imp = load_onnx(_save(model(nodes, inits, H=1, W=1), tmp_path, f"{op}.onnx"), classes=["a", "b"])
+        assert len(imp.inexact) == 1 and id(imp.inexact[0].layer) in _layer_ids(imp.net.layers), op

@@ -19,12 +19,27 @@ no flush-to-zero. Two arguments:
    1-Lipschitz and exact in float32. For the last dense layer the bound is taken on the
    difference N_c - N_c' directly (``sum |w_c - w_c'| E`` plus both roundings). The claim holds
    when the largest such bound is below the exact worst-case margin.
+
+At the edges of the range (docs/onnx.md, "Folded layers"): a constant that is not a float32
+number is charged its exact rounding error whenever that exceeds u|w| (subnormal or zero
+results); a constant that rounds to infinity, or any value, folded weight or unscaled sum that
+may reach 2^128 (1 - 2^-25), gives no claim. Runtimes fold constant multiplies after a linear
+layer into its weights and move a scalar multiply before a MatMul into its alpha: both are
+bounded (folded weight magnitudes are tracked; a folded weight that may leave the normal range
+costs 2^-149 per tap). A trailing Softmax/LogSoftmax adds ``output_slack`` to every pair bound,
+so that the file's float32 outputs, not only its logits, are strictly in order. Every float
+conversion is exact (``round_float32`` works on integers), so any rational is handled.
 """
 
 from __future__ import annotations
 
+import contextvars
+import math
+import sys
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 
@@ -47,6 +62,16 @@ U = Fraction(1, 2**24)  # unit roundoff of binary32
 TINY = Fraction(1, 2**149)  # the smallest subnormal: bounds one underflowing product
 BITS = 40
 FLT_LIMIT = Fraction(2**128) * (1 - Fraction(1, 2**25))  # magnitudes from here on round to infinity
+
+
+# what the bound of the current analysis charged beyond relative rounding errors (for the text)
+_CHARGES: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("charges", default=None)
+
+
+def _charged(what: str) -> None:
+    got = _CHARGES.get()
+    if got is not None:
+        got.add(what)
 
 
 class _Overflow(Exception):
@@ -75,12 +100,98 @@ def _down(q: Fraction) -> Fraction:
     return -_up(-q)
 
 
+MIN_NORMAL = Fraction(1, 2**126)  # below it float32 spacing is 2^-149: rounding errors are absolute
+
+
+@lru_cache(maxsize=1 << 16)
+def round_float32(q: Fraction) -> Fraction | None:
+    """IEEE fl(q): the float32 nearest to the rational ``q`` (ties to an even significand), as an
+    exact rational; None when it rounds to an infinity (|q| >= 2^128 (1 - 2^-25)). Integer
+    arithmetic only, so any rational, however large or small, is handled."""
+    q = Fraction(q)
+    if q == 0:
+        return Fraction(0)
+    a = abs(q)
+    if a >= FLT_LIMIT:
+        return None
+    n, d = a.numerator, a.denominator
+    e = n.bit_length() - d.bit_length()  # 2^e <= a < 2^(e+2)
+    if Fraction(2) ** e > a:
+        e -= 1
+    k = max(e, -126) - 23  # the float32 spacing near a is 2^k
+    num, den = (n, d << k) if k >= 0 else (n << -k, d)
+    m, r = divmod(num, den)  # a / 2^k = m + r / den
+    if 2 * r > den or (2 * r == den and m & 1):
+        m += 1
+    out = Fraction(m) * Fraction(2) ** k
+    if out >= Fraction(2**128):
+        return None
+    return out if q > 0 else -out
+
+
 def is_float32(q: Fraction) -> bool:
     """Is the rational a float32 number (finite, normal or subnormal)?"""
+    return round_float32(Fraction(q)) == q
+
+
+def rounding_error(q: Fraction, what: str) -> Fraction:
+    """|fl(q) - q| for a constant the file holds as float32; _Overflow when it rounds to infinity."""
+    r = round_float32(Fraction(q))
+    if r is None:
+        raise _Overflow(f"{what} {fmt_up(abs(Fraction(q)))} rounds to infinity in float32")
+    return abs(r - q)
+
+
+def _digits(q: Fraction, up: bool, n: int) -> str:
+    """q > 0 as n significant decimal digits, rounded up or down exactly (no float)."""
+    num, den = q.numerator, q.denominator
+    e = len(str(num)) - len(str(den))  # 10^(e-1) < q < 10^(e+1)
+    if Fraction(10) ** e > q:
+        e -= 1  # now 10^e <= q < 10^(e+1)
+    shift = n - 1 - e
+    scaled = q * Fraction(10) ** shift
+    m = -((-scaled.numerator) // scaled.denominator) if up else scaled.numerator // scaled.denominator
+    if m >= 10**n:  # rounding up carried into another digit
+        m //= 10
+        shift -= 1
+        e += 1
+        if Fraction(m) / Fraction(10) ** shift < q:
+            m += 1
+    d = Decimal(m).scaleb(-shift).normalize()
+    if -4 <= e < 15:
+        return format(d, "f")
+    t = d.as_tuple()
+    ds = "".join(map(str, t.digits))
+    mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
+    return f"{mant}e{e:+03d}"
+
+
+def fmt_up(q: Fraction, n: int = 3) -> str:
+    """A decimal text >= q (error bounds are printed rounded up)."""
+    q = Fraction(q)
     if q == 0:
-        return True
-    f = np.float32(float(q))
-    return bool(np.isfinite(f)) and Fraction(float(f)) == q
+        return "0"
+    return _digits(q, True, n) if q > 0 else "-" + _digits(-q, False, n)
+
+
+def fmt_down(q: Fraction, n: int = 6) -> str:
+    """A decimal text <= q (proven margins are printed rounded down)."""
+    q = Fraction(q)
+    if q == 0:
+        return "0"
+    return _digits(q, False, n) if q > 0 else "-" + _digits(-q, True, n)
+
+
+def float_up(q: Fraction) -> float:
+    """The smallest float64 >= q (inf beyond the float64 range)."""
+    q = Fraction(q)
+    try:
+        f = float(q)
+    except OverflowError:
+        return math.inf if q > 0 else -sys.float_info.max
+    if Fraction(f) < q:
+        f = math.nextafter(f, math.inf)
+    return f
 
 
 def _dyadic_exponent(q: Fraction) -> int | None:
@@ -89,6 +200,21 @@ def _dyadic_exponent(q: Fraction) -> int | None:
     if d & (d - 1):
         return None
     return d.bit_length() - 1
+
+
+@dataclass
+class _Fold:
+    """What a runtime that folds the following constant multiplies into a linear layer's weights
+    (ONNX Runtime's Conv+Mul and Conv+BatchNormalization fusions) computes against, per output:
+    ``mag`` = sum |w| (|x| + E) + |b|, the magnitude its roundings are relative to; ``wlo``/``whi``
+    bound the nonzero (folded) weights' magnitudes (None: no taps), to detect a folded weight
+    that overflows or leaves the normal range; ``xsum`` = sum over the taps of |x| + E, which
+    an absolute error of 2^-149 per folded weight is multiplied by."""
+
+    mag: list[Fraction]
+    wlo: list[Fraction | None]
+    whi: list[Fraction | None]
+    xsum: list[Fraction]
 
 
 @dataclass
@@ -101,10 +227,13 @@ class _State:
     err: list[Fraction]
     grid: list[int | None]
     spatial: tuple[int, ...]  # (H, W) for channel tensors, () for vectors
-    # set by a linear layer: sum |w| (|x| + E) + |b| per output, which bounds what a runtime that
-    # folds a following constant multiply into the weights (ONNX Runtime's Conv/Mul, BatchNorm
-    # fusions) rounds; None after any other layer
-    summag: list[Fraction] | None = None
+    # set by a linear layer (and kept through the constant multiplies after it): see _Fold;
+    # None after any other layer
+    fold: _Fold | None = None
+    # set by a multiply by one scalar constant with no shift: (s, the state before it), since a
+    # runtime may move s past a following MatMul/Gemm into its alpha (ONNX Runtime's
+    # MatMulScaleFusion), which then sums the unscaled inputs
+    moved: tuple[Fraction, "_State"] | None = None
 
     def mag(self, c: int) -> Fraction:
         return max(abs(self.lo[c]), abs(self.hi[c]))
@@ -121,6 +250,9 @@ class FloatBound:
     input_error: Fraction
     notes: list[str] = field(default_factory=list)
     overflow: str | None = None  # why a value may overflow float32 (then no claim)
+    output_op: str | None = None  # a trailing Softmax / LogSoftmax the file applies to the logits
+    output_slack: Fraction = Fraction(0)  # the logit gap that keeps its float32 outputs in order
+    charges: list[str] = field(default_factory=list)  # what the bound charged beyond relative errors
 
     @property
     def max_pair_error(self) -> Fraction:
@@ -142,7 +274,7 @@ class FloatClaim:
             "status": self.status,
             "argument": self.argument or None,
             "error_bound": None if self.bound is None else format_rational(self.bound),
-            "error_bound_decimal": None if self.bound is None else float(self.bound),
+            "error_bound_decimal": None if self.bound is None else float_up(self.bound),  # rounded up
             "margin": None if self.margin is None else format_rational(self.margin),
             "text": self.text,
         }
@@ -170,12 +302,15 @@ def _input_state(task: Task) -> tuple[_State, Fraction, list[str]]:
 def _linear(st: _State, rows: list[list[tuple[int, Fraction]]], bias: list[Fraction], out_spatial,
             padded: bool, extra: int = 0) -> _State:
     """A layer whose output o is sum_t w_t x_(c_t) + b_o (rows[o] = [(c, w), ...], taps with 0
-    dropped); ``padded``: zero padding may enter a window."""
-    lo, hi, err, grid, summag = [], [], [], [], []
+    dropped); ``padded``: zero padding may enter a window. Each weight and bias is the float32
+    the file holds (its rounding error charged when it is not a float32 number)."""
+    lo, hi, err, grid = [], [], [], []
+    mag, wlo, whi, xsum = [], [], [], []
     for o, row in enumerate(rows):
         b = bias[o]
         l = h = b
-        S = T = Fraction(0)
+        S = T = A = X = Fraction(0)
+        wl = wh = None
         g: int | None = _dyadic_exponent(b) if is_float32(b) else None
         for c, w in row:
             cl, ch = st.lo[c], st.hi[c]
@@ -186,25 +321,63 @@ def _linear(st: _State, rows: list[list[tuple[int, Fraction]]], bias: list[Fract
             else:
                 l, h = l + w * ch, h + w * cl
             aw = abs(w)
+            xm = st.mag(c) + st.err[c]
             S += aw * st.mag(c)
             T += aw * st.err[c]
-            kw = _dyadic_exponent(w) if is_float32(w) else None
+            X += xm
+            d = rounding_error(w, "a weight")
+            if d > U * aw:  # below the normal range (or zero): an absolute error, not a relative one
+                A += d * xm
+                _charged("absolute errors of weights below the float32 normal range")
+            wl = aw if wl is None else min(wl, aw)
+            wh = aw if wh is None else max(wh, aw)
+            kw = _dyadic_exponent(w) if d == 0 else None
             if g is not None:
                 g = None if (kw is None or st.grid[c] is None) else max(g, kw + st.grid[c])
         m = len(row) + (1 if b != 0 else 0)
+        db = rounding_error(b, "a bias")
+        if db > U * abs(b):
+            A += db
         if g is not None and (S + abs(b)) * 2**g >= 2**24 or (g is not None and g > 149):
             g = None
-        e = T + gamma(m + 1 + extra) * (S + T + abs(b)) + m * TINY if m else Fraction(0)
+        e = T + A + gamma(m + 1 + extra) * (S + T + abs(b)) + m * TINY if m else Fraction(0)
         if g is not None and extra == 0 and all(st.err[c] == 0 for c, _ in row):
             e = Fraction(0)  # exact: every partial sum is a float32 number
         lo.append(_down(l))
         hi.append(_up(h))
         err.append(_up(e))
         grid.append(g)
-        summag.append(_up(S + T + abs(b)))
-        if summag[-1] + err[-1] >= FLT_LIMIT:
-            raise _Overflow(f"a sum may reach {float(summag[-1]):.3g}, beyond the float32 range")
-    return _State(lo, hi, err, grid, out_spatial, summag)
+        mag.append(_up(S + T + abs(b)))
+        wlo.append(wl)
+        whi.append(wh)
+        xsum.append(_up(X))
+        if mag[-1] + err[-1] >= FLT_LIMIT:
+            raise _Overflow(f"a sum may reach {fmt_up(mag[-1])}, beyond the float32 range")
+    return _State(lo, hi, err, grid, out_spatial, _Fold(mag, wlo, whi, xsum))
+
+
+def _moved(st: _State, rows, bias: list[Fraction], extra: int, normal: _State) -> _State:
+    """A Dense layer after a scalar multiply s that the runtime moved into the layer's alpha:
+    it computes fl(s fl(sum_t w_t x_t) + b) on the unscaled x. The result keeps the larger
+    error of both evaluations; a sum of the unscaled inputs may overflow."""
+    s, pre = st.moved
+    alt = _linear(pre, rows, [Fraction(0)] * len(rows), (), False, extra)
+    ds = rounding_error(s, "a scale moved into a matrix product's alpha")
+    err = []
+    for o, b in enumerate(bias):
+        y = alt.fold.mag[o] + alt.err[o]
+        e = abs(s) * alt.err[o] + gamma(3) * (abs(s) * y + abs(b)) + 2 * TINY + (ds * y if ds > U * abs(s) else 0)
+        if alt.fold.whi[o] is not None:  # alpha applied to the weights instead: w s as float32
+            top = _up(abs(s) * alt.fold.whi[o] * (1 + U) + TINY)
+            if top >= FLT_LIMIT:
+                raise _Overflow(f"a weight times a scale moved into its alpha may reach {fmt_up(top)}, "
+                                "beyond the float32 range")
+            if abs(s) * alt.fold.wlo[o] < MIN_NORMAL:
+                e += alt.fold.xsum[o] * TINY
+        if _up(e) > normal.err[o]:
+            _charged("the unscaled sum of a MatMul/Gemm whose preceding scalar multiply a runtime moves into its alpha")
+        err.append(max(normal.err[o], _up(e)))
+    return _State(normal.lo, normal.hi, err, [None] * len(err), normal.spatial, normal.fold)
 
 
 def _conv_rows(weight: np.ndarray) -> list[list[tuple[int, Fraction]]]:
@@ -227,7 +400,10 @@ def _layer(layer, st: _State, extra: dict) -> _State:
     if isinstance(layer, Dense):
         O, I = layer.weight.shape
         rows = [[(i, layer.weight[o, i]) for i in range(I) if layer.weight[o, i] != 0] for o in range(O)]
-        return _linear(st, rows, list(layer.bias), (), False, extra.get(id(layer), 0))
+        out = _linear(st, rows, list(layer.bias), (), False, extra.get(id(layer), 0))
+        if st.moved is not None:
+            out = _moved(st, rows, list(layer.bias), extra.get(id(layer), 0), out)
+        return out
     if isinstance(layer, ReLU):
         z = Fraction(0)
         return _State([max(v, z) for v in st.lo], [max(v, z) for v in st.hi], st.err, st.grid, st.spatial)
@@ -259,24 +435,54 @@ def _affine(layer: Affine, st: _State, extra) -> _State:
     shape = (C,) + st.spatial
     scale = np.broadcast_to(layer.scale, shape).reshape(C, -1)
     shift = np.broadcast_to(layer.shift, shape).reshape(C, -1)
-    lo, hi, err, grid, summag = [], [], [], [], []
+    fold = st.fold
+    lo, hi, err, grid = [], [], [], []
+    fmag, fwlo, fwhi = [], [], []
     n_spatial = scale.shape[1]
+    computed = extra > 0  # the runtime computes the scale and shift in float32 (BatchNormalization)
     for c in range(C):
         ls, hs, es, gs, ms = [], [], [], [], []
+        wls, whs = [], []
         pairs = {(scale[c, k], shift[c, k]) for k in range(n_spatial)}
         for s, b in pairs:
             a, z = s * st.lo[c] + b, s * st.hi[c] + b
             ls.append(min(a, z))
             hs.append(max(a, z))
             X, E = st.mag(c), st.err[c]
-            if st.summag is not None:  # the multiply may be folded into the preceding weights
-                X = max(X, st.summag[c])
+            # the constants as the runtime holds them: a scale or shift that rounds to infinity
+            # gives no claim; one below the normal range has an absolute rounding error
+            ds = rounding_error(s, "an elementwise scale")
+            db = rounding_error(b, "an elementwise shift")
+            A = (X + E) * (ds if ds > U * abs(s) else 0) + (db if db > U * abs(b) else 0)
+            grow = 1 + gamma(extra + 1)  # a scale the runtime computes may come out this much larger
+            if computed and abs(s) * grow >= FLT_LIMIT:
+                raise _Overflow(f"an elementwise scale computed in float32 may reach {fmt_up(abs(s) * grow)}, "
+                                "beyond the float32 range")
+            if computed and abs(s) < 2 * MIN_NORMAL:
+                A += (X + E) * TINY
+            if computed:
+                A += 4 * TINY  # the shift's products and sums near the subnormal range
+            if fold is not None:  # the multiply may be folded into the preceding weights
+                X = max(X, fold.mag[c])
+                if fold.whi[c] is not None:
+                    top = _up(abs(s) * fold.whi[c] * (1 + U) * grow + TINY)
+                    if top >= FLT_LIMIT:
+                        raise _Overflow(f"a weight folded with a following constant multiply may reach {fmt_up(top)}, "
+                                        "beyond the float32 range")
+                    low = abs(s) * fold.wlo[c]
+                    if low < MIN_NORMAL:  # a folded weight may be subnormal or zero: 2^-149 per tap
+                        A += fold.xsum[c] * TINY
+                        _charged("absolute errors of folded weights (a weight times the constant multiply after "
+                                 "it, as runtimes fold them) below the float32 normal range")
+                    wls.append(max(Fraction(0), _down(low * (1 - U) - TINY)))
+                    whs.append(top)
+                A += TINY  # the folded bias b s
             more = mags[c] if mags is not None else Fraction(0)
-            e = abs(s) * E + gamma(2 + 1 + extra) * (abs(s) * (X + E) + abs(b) + more) + TINY
+            e = abs(s) * E + A + gamma(2 + 1 + extra) * (abs(s) * (X + E) + abs(b) + more) + TINY
             g = None
             # (no integer argument when the multiply may be folded into the preceding weights:
             # a folded weight w * s need not be a float32 number)
-            if extra == 0 and st.summag is None and st.grid[c] is not None and is_float32(s) and is_float32(b):
+            if extra == 0 and fold is None and st.grid[c] is not None and ds == 0 and db == 0:
                 ks, kb = _dyadic_exponent(s), _dyadic_exponent(b)
                 g = max(ks + st.grid[c], kb)
                 if (abs(s) * X + abs(b)) * 2**g >= 2**24 or g > 149:
@@ -288,13 +494,20 @@ def _affine(layer: Affine, st: _State, extra) -> _State:
             # what a runtime that folds this multiply too (a chain of them) rounds against
             ms.append(abs(s) * X + abs(b) + more + e)
             if ms[-1] >= FLT_LIMIT:
-                raise _Overflow(f"an elementwise result may reach {float(ms[-1]):.3g}, beyond the float32 range")
+                raise _Overflow(f"an elementwise result may reach {fmt_up(ms[-1])}, beyond the float32 range")
         lo.append(_down(min(ls)))
         hi.append(_up(max(hs)))
         err.append(_up(max(es)))
         grid.append(None if any(g is None for g in gs) else max(gs))
-        summag.append(_up(max(ms)))
-    return _State(lo, hi, err, grid, st.spatial, summag if st.summag is not None else None)
+        fmag.append(_up(max(ms)))
+        fwlo.append(min(wls) if wls else None)
+        fwhi.append(max(whs) if whs else None)
+    new_fold = None if fold is None else _Fold(fmag, fwlo, fwhi, fold.xsum)
+    out = _State(lo, hi, err, grid, st.spatial, new_fold)
+    scales = {v for v in np.asarray(layer.scale, dtype=object).ravel()}
+    if len(scales) == 1 and not any(v != 0 for v in np.asarray(layer.shift, dtype=object).ravel()):
+        out.moved = (next(iter(scales)), st)
+    return out
 
 
 def analyse(task: Task, net: Network, extra_roundings: dict | None = None) -> FloatBound:
@@ -306,13 +519,24 @@ def analyse(task: Task, net: Network, extra_roundings: dict | None = None) -> Fl
 def analyse_box(net: Network, lo: Fraction, hi: Fraction, input_error: Fraction = Fraction(0),
                 extra_roundings: dict | None = None) -> FloatBound:
     """The same analysis for every input in the box [lo, hi]^(C x H x W) given as float32 numbers
-    (``input_error`` 0) or rounded to float32 (``input_error`` >= u max(|lo|, |hi|))."""
+    (``input_error`` 0) or rounded to float32 (``input_error`` >= u max(|lo|, |hi|) + 2^-149)."""
     C, H, W = net.input_shape
     st = _State([Fraction(lo)] * C, [Fraction(hi)] * C, [Fraction(input_error)] * C, [None] * C, (H, W))
     return _analyse(net, st, Fraction(input_error), [], extra_roundings or {}, True)
 
 
 def _analyse(net: Network, st: _State, e_in: Fraction, notes: list[str], extra: dict, noisy: bool) -> FloatBound:
+    charges: set[str] = set()
+    token = _CHARGES.set(charges)
+    try:
+        fb = _analyse_checked(net, st, e_in, notes, extra, noisy)
+    finally:
+        _CHARGES.reset(token)
+    fb.charges = sorted(charges)
+    return fb
+
+
+def _analyse_checked(net: Network, st: _State, e_in: Fraction, notes: list[str], extra: dict, noisy: bool) -> FloatBound:
     try:
         if max(max(map(abs, st.lo)), max(map(abs, st.hi))) + e_in >= FLT_LIMIT:
             raise _Overflow("an input value is beyond the float32 range")
@@ -337,9 +561,12 @@ def _analyse_layers(net: Network, st: _State, e_in: Fraction, notes: list[str], 
         tail_relu = True
     pre = _run(body, st, extra)
     out = _layer(head, pre, extra) if head is not None else pre
+    if head is not None and pre.moved is not None:
+        tail_relu = True  # the head may sum unscaled inputs: no pair decomposition, E_c + E_c'
     K = len(net.class_names)
     pair: dict[tuple[int, int], Fraction] = {}
-    integer_ok = all(e == 0 for e in out.err)
+    output_op = extra.get(OUTPUT_KEY)
+    integer_ok = all(e == 0 for e in out.err) and output_op is None
     for c in range(K):
         for d in range(K):
             if c == d:
@@ -353,6 +580,13 @@ def _analyse_layers(net: Network, st: _State, e_in: Fraction, notes: list[str], 
                 pair[(c, d)] = _up(T + max(own_c, Fraction(0)) + max(own_d, Fraction(0)))
             else:
                 pair[(c, d)] = _up(out.err[c] + out.err[d])
+    slack = Fraction(0)
+    if output_op is not None:
+        Z = max(max(abs(out.lo[c]), abs(out.hi[c])) + out.err[c] for c in range(K))
+        slack = output_slack(output_op, K, Z)
+        pair = {k: _up(v + slack) for k, v in pair.items()}
+        notes = notes + [f"the file outputs {output_op} of the logits: a float32 logit gap above {fmt_up(slack)} "
+                         "keeps its float32 outputs strictly in the same order (docs/onnx.md)"]
     if integer_ok:
         reason = "inputs, weights and all intermediate values are exact float32 numbers, so float32 evaluation is exact"
     elif e_in != 0:
@@ -360,27 +594,61 @@ def _analyse_layers(net: Network, st: _State, e_in: Fraction, notes: list[str], 
                   if noisy or notes else "the input is not exact in float32")
     else:
         reason = "some weight or intermediate value is not exactly representable in float32, or a sum may reach 2^24"
-    return FloatBound(integer_ok, reason, [_up(e) for e in out.err], pair, e_in, notes)
+    return FloatBound(integer_ok, reason, [_up(e) for e in out.err], pair, e_in, notes,
+                      output_op=output_op, output_slack=slack)
+
+
+OUTPUT_KEY = "output_op"  # extra_roundings[OUTPUT_KEY]: "Softmax" / "LogSoftmax" when the file ends in one
+EPS_EXP = Fraction(1, 2**16)  # the relative error assumed of the runtime's exp and log
+
+
+def output_slack(op: str, K: int, Z: Fraction) -> Fraction:
+    """A gap T such that float32 logits z (|z_i| <= Z) with z_c - z_c' > T for every c' != c give
+    float32 outputs of ``op`` with output_c > output_c' (strictly), for the stable evaluation
+    every runtime uses: t_i = fl(z_i - max z), e_i = exp(t_i), s = fl(sum e_i), then
+    Softmax fl(e_i / s) (or e_i times fl(1/s)) and LogSoftmax fl(t_i - fl(log s)) (or
+    fl(z_i - fl(max z + log s))); exp and log with relative error <= EPS_EXP, any summation
+    order, gradual underflow. Derivation (docs/onnx.md): t_c = 0, t_c' <= -g(1 - u), and
+    exp(-x) <= 1/(1 + x)."""
+    u, eps, tiny = U, EPS_EXP, TINY
+    S = K * (1 + eps + tiny) * (1 + gamma(K + 1))  # bounds s (every e_i <= 1 + eps)
+    if op == "Softmax":
+        # need (1-eps)(1-u)^2 - ((1+eps)/(1+g(1-u)) + 2^-149)(1+u)^2 > 2^-148 S
+        R = ((1 - eps) * (1 - u) ** 2 - 2 * tiny * S) / (1 + u) ** 2 - tiny
+        if R <= 1 + eps:
+            return _up(((1 + eps) / R - 1) / (1 - u))
+        return Fraction(0)
+    if op == "LogSoftmax":
+        L = S * (1 + eps) + 1 + tiny  # bounds |fl(log s)|: s lies in [1/2, S]
+        return _up((u * (2 * Z + 2 * (Z + L) * (1 + u)) + tiny) / (1 - u))
+    raise ValueError(f"no float32 model for a trailing {op}")
 
 
 def claim(fb: FloatBound, margin: Fraction | None) -> FloatClaim:
-    """The float32 claim given the exact worst-case margin (None when it is not known)."""
+    """The float32 claim given the exact worst-case margin (None when it is not known). Numbers
+    in the text are exact or rounded the safe way: bounds up, margins down."""
     if fb.overflow:
         return FloatClaim("UNKNOWN", "", None, margin, f"UNKNOWN: {fb.overflow} (the exact proof still stands)")
     if fb.integer_ok:
         return FloatClaim("PROVED", "integer", Fraction(0), margin,
                           "PROVED by the integer argument: " + fb.integer_reason)
     E = fb.max_pair_error
-    Ed = f"{float(E):.3g}"
+    Ed = fmt_up(E)
+    what = "|float32 - exact| of any N_c - N_c'"
+    if fb.output_op is not None:
+        what = (f"|float32 - exact| of any N_c - N_c' plus the gap {fmt_up(fb.output_slack)} that keeps the "
+                f"file's float32 {fb.output_op} outputs in order")
     if margin is None:
         return FloatClaim("UNKNOWN", "rounding bound", E, None,
                           f"UNKNOWN: the rounding bound {Ed} needs the exact worst-case margin, which the method did not give")
-    ms = format_rational(margin) if len(format_rational(margin)) <= 12 else f"{float(margin):.6g}"
+    exact_text = format_rational(margin)
+    ms = exact_text if len(exact_text) <= 12 else fmt_down(margin)
     if E < margin:
         return FloatClaim("PROVED", "rounding bound", E, margin,
-                          f"PROVED by the rounding bound: |float32 - exact| of any N_c - N_c' <= {Ed} < {ms} <= N_c - N_c' (proved)")
+                          f"PROVED by the rounding bound: {what} <= {Ed} < {ms} <= N_c - N_c' (proved)")
+    because = f"; the bound includes {' and '.join(fb.charges)}" if fb.charges else ""
     return FloatClaim("UNKNOWN", "rounding bound", E, margin,
-                      f"UNKNOWN: the rounding bound {Ed} is not below the proven margin {ms} "
+                      f"UNKNOWN: the rounding bound {Ed} ({what}) is not below the proven margin {ms}{because} "
                       "(the exact proof still stands)")
 
 

@@ -13,6 +13,7 @@ Concat, Flatten and Gemm. Opset 17.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
 
@@ -39,11 +40,54 @@ META_PREFIX = "cnnproof."
 
 
 def to_float32(values: np.ndarray) -> np.ndarray:
-    """The nearest float32 of each exact rational (ties to even), as a float32 array."""
-    from cnnproof.constructions.render import nearest_float32
+    """IEEE fl of each exact rational (nearest float32, ties to even), as a float32 array; a
+    rational of magnitude >= 2^128 (1 - 2^-25) becomes an infinity, as IEEE rounding does
+    (``float32_problems`` names them; export refuses them). Exact for any rational, however
+    large or small (no float64 step)."""
+    from cnnproof.verifier.floatbound import round_float32
 
-    flat = [nearest_float32(Fraction(v)) for v in np.asarray(values, dtype=object).ravel()]
+    def one(v) -> np.float32:
+        q = Fraction(v)
+        r = round_float32(q)
+        if r is None:
+            return np.float32(np.inf if q > 0 else -np.inf)
+        return np.float32(float(r))  # r is a float32 number: float() and the cast are exact
+
+    flat = [one(v) for v in np.asarray(values, dtype=object).ravel()]
     return np.array(flat, dtype=np.float32).reshape(np.shape(values))
+
+
+@dataclass
+class Float32Rounding:
+    """How a network's exact parameters fare as float32 (what an exported file holds)."""
+
+    rounded: list[str]  # parameter arrays with an entry that is not a float32 number
+    to_zero: list[str]  # ... with a nonzero entry that rounds to 0
+    subnormal: list[str]  # ... with an entry that rounds below the normal range (2^-126), not to 0
+    to_infinity: list[str]  # ... with an entry that rounds to an infinity
+
+
+def float32_problems(net: Network) -> Float32Rounding:
+    from cnnproof.verifier.floatbound import MIN_NORMAL, round_float32
+
+    out = Float32Rounding([], [], [], [])
+    for path, arr in net.parameters():
+        flags = set()
+        for x in np.asarray(arr, dtype=object).ravel():
+            q = Fraction(x)
+            r = round_float32(q)
+            if r is None:
+                flags.add("inf")
+            elif r != q:
+                flags.add("rounded")
+                if r == 0:
+                    flags.add("zero")
+                elif abs(r) < MIN_NORMAL:
+                    flags.add("sub")
+        for flag, lst in (("rounded", out.rounded), ("zero", out.to_zero), ("sub", out.subnormal), ("inf", out.to_infinity)):
+            if flag in flags or (flag == "rounded" and "inf" in flags):
+                lst.append(path)
+    return out
 
 
 class _Builder:
@@ -119,6 +163,12 @@ def network_to_onnx(net: Network, *, metadata: dict[str, str] | None = None, glo
 
     if global_pool not in ("global", "maxpool"):
         raise ValueError(f"global_pool must be 'global' or 'maxpool', not {global_pool!r}")
+    inf = float32_problems(net).to_infinity
+    if inf:
+        from cnnproof.verifier.errors import InputError
+
+        raise InputError(None, f"network {inf[0]}", "has an entry whose magnitude rounds to infinity in float32 "
+                         "(>= 2^128 (1 - 2^-25)); an ONNX file cannot hold it")
     b = _Builder(global_pool)
     out, shape = b.chain(net.layers, INPUT_NAME, tuple(net.input_shape))
     # the last node writes the graph output
@@ -139,10 +189,20 @@ def network_to_onnx(net: Network, *, metadata: dict[str, str] | None = None, glo
 
 
 def export_metadata(net: Network, *, task_sha256: str | None, certificate_sha256: str | None,
-                    margin: Fraction | None, float_claim: str | None, version: str) -> dict[str, str]:
-    """The ``metadata_props`` of an exported model (docs/onnx.md). Informational only."""
+                    margin: Fraction | None, float_claim: str | None, version: str,
+                    proof_status: str | None = None, float_status: str | None = None) -> dict[str, str]:
+    """The ``metadata_props`` of an exported model (docs/onnx.md). Informational only.
+
+    ``proof_status``: "proved" (by the prover, or a certificate that was checked), "unproved"
+    (no task: nothing was proved), "refuted" or "unknown" (exported with --force);
+    ``float_status``: the float32 claim's status ("PROVED", "UNKNOWN") or "not proved"."""
     from cnnproof.verifier.exact import format_rational
 
+    if proof_status is None:
+        proof_status = "proved" if margin is not None else "unproved"
+    if float_status is None:
+        float_status = "PROVED" if float_claim and float_claim.startswith("PROVED") else \
+            ("UNKNOWN" if float_claim else "not proved")
     meta = {
         META_PREFIX + "version": version,
         META_PREFIX + "classes": json.dumps(list(net.class_names)),
@@ -151,5 +211,7 @@ def export_metadata(net: Network, *, task_sha256: str | None, certificate_sha256
         META_PREFIX + "certificate_sha256": certificate_sha256 or "",
         META_PREFIX + "proven_margin": "" if margin is None else format_rational(margin),
         META_PREFIX + "float32_claim": float_claim or "",
+        META_PREFIX + "proof_status": proof_status,
+        META_PREFIX + "float32_status": float_status,
     }
     return meta

@@ -11,8 +11,14 @@ export.
 The operator subset (docs/onnx.md): Conv (any stride, padding, dilation, group), Relu, MaxPool,
 GlobalMaxPool, AveragePool, GlobalAveragePool, Concat, Flatten, Reshape and Squeeze to a
 vector, Gemm, MatMul, Add, Sub, Mul and Div by constants, BatchNormalization (inference),
-Identity, Dropout (inference), Constant, and a trailing Softmax or LogSoftmax (the claim is
-made on the logits before it). Anything else fails with the node's name and the reason.
+Identity, Dropout (inference), Constant, and a trailing Softmax or LogSoftmax (the exact claim
+is made on the logits before it, the float32 claim on its float32 output). Anything else fails
+with the node's name and the reason.
+Spatial attributes are read as onnxruntime reads them; where onnxruntime and the ONNX
+specification part ways (auto_pad SAME with a dilation or a negative padding, pooling pads not
+below the kernel, a kernel that does not fit), the node is refused (docs/onnx.md, "Spatial
+attributes and inexact parameters"). An irrational BatchNormalization scale gets a rational
+stand-in, and ``Imported.inexact`` records enclosures of the true values (``recheck.for_the_file``).
 """
 
 from __future__ import annotations
@@ -45,6 +51,38 @@ from cnnproof.verifier.network import (
 SQRT_BITS = 64  # an irrational BatchNormalization scale is replaced by a rational within 2^-64 (relative)
 
 
+@dataclass(frozen=True, eq=False)
+class InexactAffine:
+    """An ``affine`` layer of the network that stands in for a BatchNormalization whose scale
+    gamma / sqrt(var + eps) is irrational: the file's real function uses the true values, the
+    exact network a rational within 2^-SQRT_BITS of them. ``enclose(bits)`` gives, per channel,
+    rational intervals that contain the true scale and shift, of width about 2^-bits relative
+    (zero width where sqrt(var + eps) is rational), for re-evaluating the file's real function
+    soundly (``recheck.for_the_file``)."""
+
+    layer: Affine  # the stand-in (the very object in the network's layers)
+    node: str  # the BatchNormalization's name, for messages
+    gamma: tuple[Fraction, ...]
+    beta: tuple[Fraction, ...]
+    mean: tuple[Fraction, ...]
+    var_eps: tuple[Fraction, ...]  # var + eps per channel, exactly
+
+    def enclose(self, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(scale_lo, scale_hi, shift_lo, shift_hi), each shaped like the layer's scale (C, 1, 1)."""
+        sl, sh, bl, bh = [], [], [], []
+        for g, b, m, v in zip(self.gamma, self.beta, self.mean, self.var_eps):
+            r_lo, r_hi = _sqrt_enclosure(v, bits)
+            a, z = g / r_hi, g / r_lo
+            lo, hi = min(a, z), max(a, z)
+            u, w = b - m * lo, b - m * hi
+            sl.append(lo)
+            sh.append(hi)
+            bl.append(min(u, w))
+            bh.append(max(u, w))
+        shape = self.layer.scale.shape
+        return tuple(fraction_array(x, shape) for x in (sl, sh, bl, bh))
+
+
 @dataclass
 class Imported:
     """An imported network with what the float32 analysis and the report need to know."""
@@ -58,6 +96,9 @@ class Imported:
     extra_roundings: dict[int, Any] = field(default_factory=dict)
     metadata_checked: bool = False
     output_after: str | None = None  # the trailing Softmax/LogSoftmax whose input is the logits
+    # the layers whose exact values are irrational, with enclosures of the true values (empty:
+    # the exact network is the file's function over the reals)
+    inexact: tuple[InexactAffine, ...] = ()
 
 
 def _exact(arr: np.ndarray, src: str, key: str) -> np.ndarray:
@@ -84,6 +125,7 @@ class _Importer:
         self.values: dict[str, _Seq] = {}
         self.notes: list[str] = []
         self.extra: dict[int, Any] = {}
+        self.inexact: list[InexactAffine] = []
 
     # -- errors ----------------------------------------------------------------------------
     def fail(self, node, reason: str):
@@ -155,33 +197,62 @@ class _Importer:
         return _Seq(seq.layers + (layer,), tuple(shape))
 
     def spatial(self, node, a: dict, kernel: Sequence[int], shape) -> tuple[tuple, tuple, tuple]:
-        """(stride, pads (top, left, bottom, right), dilation) from ONNX attributes, auto_pad included."""
+        """(stride, pads (top, left, bottom, right), dilation) from ONNX attributes, auto_pad included.
+
+        auto_pad SAME_UPPER / SAME_LOWER is read as onnxruntime reads it (pool_attributes.h,
+        conv_attributes.h): pad_needed = (ceil(n / s) - 1) s + k - n, split with the larger half
+        at the end (UPPER) or at the start (LOWER). Where onnxruntime and the ONNX specification
+        part ways, the node is refused rather than guessed: a dilation other than 1 (onnxruntime
+        refuses it for Conv and leaves the dilation out of the pooling padding, so its output
+        size is not the specification's ceil(n / s)), and a negative pad_needed (a kernel smaller
+        than the stride: onnxruntime refuses it for MaxPool and shifts the windows for a dilated
+        one; the reference implementation clamps it to 0)."""
         if len(shape) != 3:
             self.fail(node, f"expects an N x C x H x W tensor, gets shape {('N',) + tuple(shape)}")
-        stride = tuple(a.get("strides", [1, 1]))
-        dil = tuple(a.get("dilations", [1, 1]))
+        stride = tuple(int(v) for v in a.get("strides", [1, 1]))
+        dil = tuple(int(v) for v in a.get("dilations", [1, 1]))
+        kernel = tuple(int(v) for v in kernel)
         if len(kernel) != 2 or len(stride) != 2 or len(dil) != 2:
             self.fail(node, "only 2-D kernels are supported")
+        if min(kernel) < 1 or min(stride) < 1 or min(dil) < 1:
+            self.fail(node, f"kernel {list(kernel)}, strides {list(stride)} and dilations {list(dil)} must be >= 1")
         auto = a.get("auto_pad", b"NOTSET")
         auto = auto.decode() if isinstance(auto, bytes) else auto
         if auto in ("NOTSET", ""):
-            p = list(a.get("pads", [0, 0, 0, 0]))
+            p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
             if len(p) != 4:
                 self.fail(node, f"pads must have 4 entries, has {len(p)}")
+            if min(p) < 0:
+                self.fail(node, f"pads {p} must be >= 0")
             pads = (p[0], p[1], p[2], p[3])  # ONNX order: H_begin, W_begin, H_end, W_end
         elif auto == "VALID":
+            if any(int(v) for v in a.get("pads", [])):
+                self.fail(node, "auto_pad VALID with nonzero pads is contradictory")
             pads = (0, 0, 0, 0)
         elif auto in ("SAME_UPPER", "SAME_LOWER"):
+            if dil != (1, 1):
+                self.fail(node, f"auto_pad {auto} with dilations {list(dil)} is not supported: onnxruntime refuses it "
+                          "for Conv and computes the pooling padding without the dilation, unlike the ONNX "
+                          "specification; give explicit pads instead")
             pb, pe = [], []
-            for n, k, s, d in zip(shape[1:], kernel, stride, dil):
-                total = max(0, (math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n)
-                small, big = total // 2, total - total // 2
-                pb.append(small if auto == "SAME_UPPER" else big)
-                pe.append(big if auto == "SAME_UPPER" else small)
+            for axis, n, k, s in zip("HW", shape[1:], kernel, stride):
+                need = (-(-n // s) - 1) * s + k - n
+                if need < 0:
+                    self.fail(node, f"auto_pad {auto} on axis {axis} (size {n}, kernel {k}, stride {s}) needs a negative "
+                              f"padding ({need}), which onnxruntime and the ONNX reference read differently; "
+                              "give explicit pads instead")
+                head = need // 2 if auto == "SAME_UPPER" else (need + 1) // 2
+                pb.append(head)
+                pe.append(need - head)
             pads = (pb[0], pb[1], pe[0], pe[1])
         else:
             self.fail(node, f"auto_pad {auto!r} is not supported")
         return stride, pads, dil
+
+    def pool_pads(self, node, kernel, pads):
+        """onnxruntime refuses explicit pooling pads that are not smaller than the kernel."""
+        if pads[0] >= kernel[0] or pads[2] >= kernel[0] or pads[1] >= kernel[1] or pads[3] >= kernel[1]:
+            self.fail(node, f"pads {list(pads)} must be smaller than the kernel {list(kernel)} (onnxruntime refuses it)")
 
     def no_ceil(self, node, a, shape, kernel, stride, pads, dil):
         if a.get("ceil_mode", 0):
@@ -254,7 +325,7 @@ class _Importer:
         except ValueError as e:
             raise InputError(self.src, "graph", str(e)) from None
         return Imported(net, self.src, meta, self.notes, self.extra,
-                        output_after=None if softmax is None else softmax.op_type)
+                        output_after=None if softmax is None else softmax.op_type, inexact=tuple(self.inexact))
 
     def class_names(self, classes, K) -> list[str]:
         if classes is not None:
@@ -285,8 +356,13 @@ class _Importer:
         axis = self.attrs(node).get("axis", -1)
         if len(seq.shape) != 1 or axis not in (-1, 1):
             self.fail(node, f"must act on the logits vector (axis 1 of N x K), gets shape {('N',) + seq.shape}, axis {axis}")
-        self.notes.append(f"{node.op_type} {node.name or '(unnamed)'!r} dropped: the claim is made on the logits "
-                          "before it (it preserves which logit is largest)")
+        from cnnproof.verifier.floatbound import OUTPUT_KEY
+
+        # the exact claim is made on the logits (it preserves which is largest, over the reals);
+        # the float32 claim must cover what the file outputs, so floatbound is told of it
+        self.extra[OUTPUT_KEY] = node.op_type
+        self.notes.append(f"{node.op_type} {node.name or '(unnamed)'!r}: the exact proof is made on the logits before "
+                          "it (it preserves which logit is largest); the float32 claim covers its float32 output")
 
     def op_Identity(self, node, a):
         return self.seq(node, node.input[0])
@@ -343,6 +419,7 @@ class _Importer:
         x = self.seq(node, node.input[0])
         kernel = tuple(a.get("kernel_shape", ()))
         stride, pads, dil = self.spatial(node, a, kernel, x.shape)
+        self.pool_pads(node, kernel, pads)
         self.no_ceil(node, a, x.shape, kernel, stride, pads, dil)
         if kernel == tuple(x.shape[1:]) and pads == (0, 0, 0, 0) and dil == (1, 1):
             return self.put(node, x, GlobalMaxPool())  # the same function: one window over the map
@@ -367,6 +444,7 @@ class _Importer:
         stride, pads, dil = self.spatial(node, a, kernel, x.shape)
         if dil != (1, 1):
             self.fail(node, "dilated average pooling is not supported")
+        self.pool_pads(node, kernel, pads)
         self.no_ceil(node, a, x.shape, kernel, stride, pads, dil)
         if any(pads) and not a.get("count_include_pad", 0):
             self.fail(node, "padding with count_include_pad = 0 (border windows divide by fewer cells) is not supported; "
@@ -450,7 +528,10 @@ class _Importer:
         if B.ndim != 2:
             self.fail(node, f"B must be a matrix, has shape {B.shape}")
         w = B if a.get("transB", 0) else B.T
-        alpha, beta = Fraction(float(np.float32(a.get("alpha", 1.0)))), Fraction(float(np.float32(a.get("beta", 1.0))))
+        ab = np.array([a.get("alpha", 1.0), a.get("beta", 1.0)], dtype=np.float32)
+        if not np.all(np.isfinite(ab)):
+            self.fail(node, f"alpha and beta must be finite float32 numbers, are {ab[0]} and {ab[1]}")
+        alpha, beta = Fraction(float(ab[0])), Fraction(float(ab[1]))
         O = w.shape[0]
         has_c = len(node.input) > 2 and node.input[2]
         c = self._bias_vector(node, self.const(node, node.input[2], "C"), O, f"initializer {node.input[2]!r}") if has_c else None
@@ -595,8 +676,12 @@ class _Importer:
         mags = [abs(s) * abs(Fraction(float(m))) + abs(Fraction(float(b))) for s, m, b in zip(scale, mean, beta)]
         self.extra[id(res.layers[-1])] = (8, mags)
         if irrational:
+            f = lambda arr: tuple(Fraction(float(v)) for v in arr)  # noqa: E731
+            self.inexact.append(InexactAffine(res.layers[-1], node.name or "(unnamed)", f(gamma), f(beta), f(mean),
+                                              tuple(Fraction(float(var[c])) + eps for c in range(C))))
             self.notes.append(f"BatchNormalization {node.name or '(unnamed)'!r}: 1/sqrt(var + eps) is irrational; the "
-                              f"exact network uses a rational within 2^-{SQRT_BITS} (relative); the float32 bound covers the difference")
+                              f"exact network uses a rational within 2^-{SQRT_BITS} (relative); a proof is checked against "
+                              "the true values' enclosures, and a counterexample re-evaluated with them")
         return res
 
 
@@ -611,14 +696,23 @@ def _shape_after(seq: _Seq, k: int, imp: _Importer) -> tuple[int, ...]:
 
 
 def _sqrt(v: Fraction) -> tuple[Fraction, bool]:
-    """sqrt(v) exactly when v is a rational square, else a rational within 2^-SQRT_BITS relative."""
+    """sqrt(v) exactly when v is a rational square, else a rational within 2^-SQRT_BITS relative
+    (the lower end of ``_sqrt_enclosure(v, SQRT_BITS)``)."""
+    lo, hi = _sqrt_enclosure(v, SQRT_BITS)
+    return lo, lo == hi
+
+
+def _sqrt_enclosure(v: Fraction, bits: int) -> tuple[Fraction, Fraction]:
+    """Rationals lo <= sqrt(v) <= hi (v > 0), equal when v is a rational square, else
+    hi - lo = 1 / (q 2^(bits+2)) with q the denominator of v."""
     p, q = v.numerator, v.denominator
     rp, rq = math.isqrt(p), math.isqrt(q)
     if rp * rp == p and rq * rq == q:
-        return Fraction(rp, rq), True
-    scale = 1 << (2 * SQRT_BITS + 4)
-    r = math.isqrt(p * q * scale)  # sqrt(p q 4^(k+2)) / (2^(k+2) q) = sqrt(p/q)
-    return Fraction(r, q << (SQRT_BITS + 2)), False
+        return Fraction(rp, rq), Fraction(rp, rq)
+    scale = 1 << (2 * bits + 4)
+    r = math.isqrt(p * q * scale)  # r <= sqrt(p q 4^(k+2)) < r + 1; over 2^(k+2) q: sqrt(p/q)
+    d = q << (bits + 2)
+    return Fraction(r, d), Fraction(r + 1, d)
 
 
 def load_onnx(path: str | Path, classes: Sequence[str] | None = None, check_metadata: bool = True) -> Imported:
@@ -675,7 +769,7 @@ def compare_metadata(imp: Imported) -> bool:
         if want.shape != have.shape:
             raise InputError(imp.source, key, f"{path} has shape {want.shape} in the metadata, {have.shape} in the graph; {hint}")
         for idx in np.ndindex(want.shape):
-            if Fraction(float(rounded[idx])) != have[idx]:
+            if not np.isfinite(rounded[idx]) or Fraction(float(rounded[idx])) != have[idx]:
                 raise InputError(imp.source, key, f"{path}{list(idx)} is {have[idx]} in the graph but the recorded "
                                  f"exact weight {want[idx]} rounds to {float(rounded[idx])!r}; {hint}")
     if list(recorded.class_names) != list(imp.net.class_names):

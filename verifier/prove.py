@@ -53,8 +53,8 @@ def prove(
     is running (``verifier/deadline.py``). ``progress`` is told each route as it is taken."""
     if method not in METHODS:
         raise NotApplicable(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
-    if timeout is not None and not (timeout > 0):
-        raise NotApplicable(f"the timeout must be > 0 seconds, found {timeout}")
+    if timeout is not None and timeout != timeout:
+        raise NotApplicable("the timeout must be a number of seconds, found nan")  # (<= 0: UNKNOWN at once)
     if q.theorem == "zero_error":
         if net is None:
             raise NotApplicable("zero error needs a network")

@@ -38,12 +38,14 @@ import csv
 import io
 import json
 import os
+import shutil
 import sys
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -252,12 +254,61 @@ def _float32_exact(net: Network) -> bool:
 
 
 def _prepare(directory: Path, force: bool) -> None:
+    """Refuse a target that is not a folder, or a non-empty one without ``force``."""
     if directory.exists() and not directory.is_dir():
         raise InputError(str(directory), None, "exists and is not a folder")
     if directory.is_dir() and any(directory.iterdir()) and not force:
         raise InputError(str(directory), None, "exists and is not empty (use --force to write into it)")
-    (directory / VNNLIB_DIR).mkdir(parents=True, exist_ok=True)
-    (directory / ONNX_FILE).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _carry_over(target: Path, work: Path, replaced: set[str]) -> None:
+    """Link (or copy) into ``work`` every file of ``target`` that the export does not replace
+    (``--force`` keeps what is not ours). The target itself is not touched."""
+    for path in sorted(target.rglob("*")):
+        rel = path.relative_to(target).as_posix()
+        dest = work / rel
+        if path.is_dir() and not path.is_symlink():
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copymode(path, dest)
+            continue
+        if rel in replaced or dest.exists() or dest.is_symlink():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            os.symlink(os.readlink(path), dest)
+            continue
+        try:
+            os.link(path, dest)
+        except OSError:
+            shutil.copy2(path, dest)
+
+
+def _install(work: Path, target: Path, replaced: set[str]) -> None:
+    """Put the finished folder ``work`` at ``target`` by renaming (the same file system: ``work``
+    was made beside ``target``). A reader sees the old folder or the whole new one."""
+    if not target.exists():
+        os.chmod(work, 0o777 & ~_umask())  # mkdtemp makes 0700; a new folder gets the usual mode
+        os.rename(work, target)  # fails, rather than merging, if someone made target meanwhile
+        return
+    shutil.copymode(target, work)
+    if not any(target.iterdir()):
+        os.replace(work, target)  # POSIX: a folder may replace an empty folder
+        return
+    _carry_over(target, work, replaced)
+    old = work.with_name(work.name + ".old")
+    os.rename(target, old)
+    try:
+        os.rename(work, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _stale_files(directory: Path) -> set[str]:
@@ -273,28 +324,49 @@ def _stale_files(directory: Path) -> set[str]:
 
 
 def export(task: Task, net: Network, directory: str | Path, margin: Fraction | None = None,
-           max_scenes: int = DEFAULT_MAX_SCENES, force: bool = False, net_desc: str | None = None) -> Export:
+           max_scenes: int = DEFAULT_MAX_SCENES, force: bool = False, net_desc: str | None = None,
+           progress: Callable[[int, int], None] | None = None) -> Export:
     """Write the ONNX model, one VNN-LIB query per scene, ``instances.csv`` and ``index.json``.
 
     Refuses (InputError, exit 2) a task with more than ``max_scenes`` scenes, a network that does
-    not fit the task, and a non-empty ``directory`` unless ``force``. Every file is written
-    atomically; the index is written last. With ``force``, query files listed by an earlier
-    export's index in the same folder and not written again are removed; nothing else is.
+    not fit the task, and a non-empty ``directory`` unless ``force``. The folder is written
+    atomically: everything goes into a temporary folder beside ``directory``, which is renamed
+    into place at the end; on any failure (a full disk, say) the temporary folder is removed and
+    ``directory`` is as it was. With ``force``, the files of ``directory`` that the export does
+    not write are kept, except query files listed by an earlier export's index there.
+    ``progress(done, total)`` is called before each query file is written.
     """
-    from cnnproof import __version__
-    from cnnproof.verifier.certificate import network_sha256, task_sha256
-    from cnnproof.verifier.onnx_export import export_metadata, network_to_onnx
-    from cnnproof.verifier.outcome import Question
     from cnnproof.verifier.prove import check_compatible
 
     if margin is not None and margin <= 0:
         raise InputError(None, "--margin", "the margin must be > 0")
     check_compatible(task, net, net_desc or "network")
-    total_scenes(task, max_scenes)
+    total = total_scenes(task, max_scenes)
     directory = Path(directory)
-    stale = _stale_files(directory) if force else set()
     _prepare(directory, force)
+    stale = _stale_files(directory) if force else set()
+    place = Path(os.path.realpath(directory))  # a symlinked folder: replace where it points
+    place.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{place.name}.", suffix=".partial", dir=place.parent))
+    try:
+        ex = _write(task, net, work, margin, net_desc, total, progress)
+        _install(work, place, stale | {sq.file for sq in ex.queries} | {ONNX_FILE, INSTANCES_FILE, INDEX_FILE})
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Export(directory, ex.queries, ex.index)
 
+
+def _write(task: Task, net: Network, directory: Path, margin: Fraction | None, net_desc: str | None,
+           total: int, progress: Callable[[int, int], None] | None) -> Export:
+    """Write the export into the empty folder ``directory`` (the temporary one); the index last."""
+    from cnnproof import __version__
+    from cnnproof.verifier.certificate import network_sha256, task_sha256
+    from cnnproof.verifier.onnx_export import export_metadata, network_to_onnx
+    from cnnproof.verifier.outcome import Question
+
+    (directory / VNNLIB_DIR).mkdir(parents=True, exist_ok=True)
+    (directory / ONNX_FILE).parent.mkdir(parents=True, exist_ok=True)
     meta = export_metadata(net, task_sha256=task_sha256(task), certificate_sha256=None, margin=None,
                            float_claim=None, version=__version__)
     model = network_to_onnx(net, global_pool="maxpool", metadata=meta)
@@ -323,6 +395,8 @@ def export(task: Task, net: Network, directory: str | Path, margin: Fraction | N
                 f"{format_rational(gap)} (o = {other}, {names[other]})",
                 "numbers: exact decimals, or rounded outward (widening the unsafe set)",
             ]
+            if progress:
+                progress(len(queries), total)
             text, rounded = scene_property(task, c, scene, margin, header)
             any_rounded = any_rounded or rounded
             write_atomic(directory / rel, text)
@@ -373,11 +447,6 @@ def export(task: Task, net: Network, directory: str | Path, margin: Fraction | N
             for sq in queries
         ],
     }
-    for rel in sorted(stale - {sq.file for sq in queries}):
-        try:
-            (directory / rel).unlink()
-        except OSError:
-            pass
     write_atomic(directory / INDEX_FILE, index_text(index))
     return Export(directory, tuple(queries), index)
 
@@ -396,12 +465,16 @@ def index_text(index: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def export_command(task: Task, args) -> int:
+def export_command(task: Task, args, bar=None) -> int:
     """``cnnproof export-vnnlib TASK [--net N] -o DIR [--margin Q] [--max-scenes N] [--force]``.
 
     Exit 0 when the files are written, 2 on bad input (too many scenes, a non-empty folder
-    without --force, a network that does not fit). It proves nothing.
+    without --force, a network that does not fit, a write that fails: then nothing is left).
+    It proves nothing. ``bar`` is the terminal's progress bar over the queries: a context
+    manager giving the callback ``(i, total)`` (or None); it is closed before anything is printed.
     """
+    from contextlib import nullcontext
+
     from cnnproof.verifier.outcome import parse_margin
 
     margin = parse_margin(args.margin)
@@ -412,10 +485,11 @@ def export_command(task: Task, args) -> int:
     loaded = load_net_arg(task, args)
     net, desc = loaded.net, loaded.desc
     try:
-        ex = export(task, net, args.output, margin=margin, max_scenes=args.max_scenes, force=args.force,
-                    net_desc=desc)
+        with bar or nullcontext() as progress:
+            ex = export(task, net, args.output, margin=margin, max_scenes=args.max_scenes, force=args.force,
+                        net_desc=desc, progress=progress)
     except OSError as e:
-        raise InputError(args.output, None, f"cannot write: {e.strerror or e}") from None
+        raise InputError(args.output, None, f"cannot write: {e.strerror or e} (nothing written)") from None
     idx = ex.index
     print(f"wrote {args.output}: {len(ex.queries)} VNN-LIB queries (one per scene) for task {task.name}, "
           f"{ONNX_FILE}, {INSTANCES_FILE}, {INDEX_FILE}")
@@ -480,10 +554,15 @@ def _quiet_stdout():
 
 
 def _maraboupy():
+    """maraboupy's ``Marabou`` module; :class:`cnnproof.extras.MissingExtra` (an ImportError
+    naming the crosscheck extra) when maraboupy is not installed."""
     import warnings
+
+    from cnnproof.extras import require
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Tensorflow parser is unavailable": not needed
+        require("maraboupy", "running Marabou on the queries")
         from maraboupy import Marabou
     return Marabou
 

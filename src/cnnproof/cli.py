@@ -24,14 +24,15 @@ from cnnproof.verifier.network import write_atomic
 from cnnproof.verifier.prove import METHODS
 
 EXIT_PROVED, EXIT_REFUTED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_INTERNAL = 0, 1, 2, 3, 4
-EXIT_CODES = ("Exit codes: 0 proved/valid, 1 refuted/rejected, 2 bad input or usage, 3 unknown "
+EXIT_SUMMARY = ("Exit codes: 0 proved/valid, 1 refuted/rejected, 2 bad input or usage, 3 unknown "
               "(timeout, solver unknown, resource limit), 4 internal error (a bug of cnnproof; no verdict).")
 DEBUG_ENV = "CNNPROOF_DEBUG"  # set to 1: an internal error also prints its traceback
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # usage errors exit 2 with one clear line
-        print(f"cnnproof: error: {message} (usage: {self.prog} --help)", file=sys.stderr)
+    def error(self, message: str):  # usage errors exit 2: the usage, then one line saying what is wrong
+        self.print_usage(sys.stderr)
+        print(f"cnnproof: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -47,7 +48,7 @@ def _seconds(raw: str) -> float:
 
 
 def _positive_int(raw: str) -> int:
-    """A whole number >= 1 (``--jobs``, ``-n``, ``--max-scenes``)."""
+    """A whole number >= 1 (``--jobs``; ``-n`` and ``--max-scenes`` are checked by their commands)."""
     try:
         v = int(raw)
     except ValueError:
@@ -58,6 +59,55 @@ def _positive_int(raw: str) -> int:
 
 
 TIMEOUT_HELP = "give up (UNKNOWN, exit 3) after S seconds (S > 0), on every route; default: no deadline"
+
+
+class _SubParser(_Parser):
+    """A subcommand's parser: it reports its own unknown options, with its own usage line
+    (argparse would hand them to the top-level parser, which prints the top-level usage)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns, extra
+
+
+METHOD_HELP = ("auto (default): compositional where the network has its form, else a falsifier, then "
+               "exhaustive or smt; compositional: window, scene and head lemmas; exhaustive: every scene "
+               "evaluated exactly; smt: one z3 query per class")
+
+# the epilog of each subcommand's help: what each exit code means there
+EXIT_CODES = {
+    "check-task": ("proved well-posed", "refuted: a witness image (printed; --png draws it)",
+                   "unknown: a timeout or a search budget"),
+    "build": ("the network written", "refused: the task is not well-posed (the witness is printed; --force builds)",
+              "refused: well-posedness unknown (--force builds)"),
+    "prove": ("proved", "refuted: a counterexample (printed; --png draws it)",
+              "unknown: a timeout or a budget; for an ONNX file also an unproved float32 claim"),
+    "export": ("the model written", "refused: the network is refuted on the task (--force exports)",
+               "refused: unknown on the task (--force exports)"),
+    "sample": ("written", "not used", "not used"),
+    "check": ("the certificate is valid", "rejected (the reason is printed)", "not used"),
+    "certify": ("every claim holds", "some claim fails", "some claim unknown, none fails"),
+    "show": ("shown", "not used", "not used"),
+    "export-vnnlib": ("written (it proves nothing)", "not used", "not used"),
+}
+
+
+def _exit_epilog(command: str) -> str:
+    ok, refuted, unknown = EXIT_CODES[command]
+    return ("exit codes:\n"
+            f"  0  {ok}\n"
+            f"  1  {refuted}\n"
+            "  2  bad input or usage (one line naming the file, key and reason; nothing half-written)\n"
+            f"  3  {unknown}\n"
+            "  4  internal error: a bug of cnnproof, never a verdict (one line; CNNPROOF_DEBUG=1 shows the traceback)\n"
+            "Without --timeout a proof runs until it is done (on a terminal it names each route taken and the\n"
+            "time so far); --timeout S (S > 0) answers UNKNOWN after S seconds on every route.")
+
+
+_PROVE_OPTIONS = ("--net", "--classes", "--ignore-metadata", "--method", "--margin", "--timeout", "--seed",
+                  "--certificate", "--jobs", "--json", "--png")  # options that imply `prove`
 
 
 def default_task_path() -> Path:
@@ -78,15 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         "and prove, by exact arithmetic and SMT, that it classifies every image of the task "
         "correctly, or show an image on which it does not. Without a subcommand: prove the "
         "bundled default task.",
-        epilog=EXIT_CODES + " Without --timeout a proof runs until it is done (on a terminal it "
+        epilog=EXIT_SUMMARY + " Without --timeout a proof runs until it is done (on a terminal it "
         "shows the route taken and its progress); --timeout S answers UNKNOWN after S seconds.",
     )
     ap.add_argument("--version", action="version", version=f"cnnproof {__version__}")
-    sub = ap.add_subparsers(dest="command", parser_class=_Parser)
+    sub = ap.add_subparsers(dest="command", parser_class=_SubParser)
 
     p = sub.add_parser("check-task", help="prove a task well-posed, or show the image where a feature appears by accident")
     _task_arg(p, optional=True)
-    p.add_argument("--method", default="auto", choices=list(METHODS))
+    p.add_argument("--method", default="auto", choices=list(METHODS), help=METHOD_HELP)
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S", help=TIMEOUT_HELP)
     p.add_argument("--certificate", metavar="CERT.json", help="write the proof as a certificate (compositional method) for `cnnproof check`")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -94,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="build the paper's network for a task and write it as JSON")
     _task_arg(p)
-    p.add_argument("-o", "--output", required=True, metavar="NET.json")
+    p.add_argument("-o", "--output", required=True, metavar="NET.json", help="the network file to write (atomically)")
     p.add_argument("--force", action="store_true", help="build even if the task is ill-posed")
 
     p = sub.add_parser("prove", help="prove that a network classifies every image of a task correctly")
@@ -105,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the names recorded by `cnnproof export`)")
     p.add_argument("--ignore-metadata", action="store_true", help="ONNX: do not compare the initializers with the exact "
                    "weights recorded in the file's metadata (the proof never trusts the metadata either way)")
-    p.add_argument("--method", default="auto", choices=list(METHODS))
+    p.add_argument("--method", default="auto", choices=list(METHODS), help=METHOD_HELP)
     p.add_argument("--margin", metavar="Q", help="prove N_c - N_c' >= Q (an exact rational such as 1/2); default: strict N_c > N_c'")
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S", help=TIMEOUT_HELP)
     p.add_argument("--seed", type=int, default=0, help="seed of the falsifier (auto)")
@@ -116,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a network as an ONNX model (float32) with its proof in the metadata")
     p.add_argument("source", metavar="TASK.toml|NET.json", help="a task (its paper's network is built and proved) or a network")
-    p.add_argument("-o", "--output", required=True, metavar="MODEL.onnx")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="the ONNX file to write (atomically)")
     p.add_argument("--task", metavar="TASK.toml", help="with a NET.json source: prove it on this task and record the task's sha256")
     p.add_argument("--certificate", metavar="CERT.json", help="record this certificate's sha256 and margin (it must certify this network)")
     p.add_argument("--timeout", type=_seconds, default=None, metavar="S", help="give up proving after S seconds (S > 0); default: no deadline")
@@ -124,13 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw images of a task: a PNG contact sheet or an .npz dataset")
     _task_arg(p, optional=True)
-    p.add_argument("-n", type=_positive_int, default=16, help="number of images (default 16)")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.png|FILE.npz")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", type=int, default=16, help="number of images (default 16)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png|FILE.npz",
+                   help="a PNG contact sheet or an .npz dataset, by the extension (docs/sampling.md)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scenes and the noise: the same seed gives "
+                   "the same images (default 0)")
     p.add_argument("--noise", choices=["random", "none"], default="random", help="add float32 noise within δ (default) or draw base images")
 
     p = sub.add_parser("check", help="re-validate a certificate with the small fenced checker (z3 and cvc5)")
-    p.add_argument("certificate", metavar="CERT.json")
+    p.add_argument("certificate", metavar="CERT.json", help="a certificate written by `prove --certificate` or "
+                   "`check-task --certificate` (docs/certificates.md)")
     p.add_argument("--task", metavar="TASK.toml", help="the task (default: the file named in the certificate)")
     p.add_argument("--net", metavar="NET.json", help="the network (default: the file named in the certificate, or rebuilt)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -152,25 +205,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--net", metavar="NET.json|MODEL.onnx", help="the network (default: build the paper's network)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="the folder to write (must be empty without --force)")
     p.add_argument("--margin", metavar="Q", help="ask N_c - N_c' >= Q (an exact rational); default: strict N_c > N_c'")
-    p.add_argument("--max-scenes", type=_positive_int, default=2000, metavar="N", help="refuse (exit 2) a task with more scenes (default 2000)")
+    p.add_argument("--max-scenes", type=int, default=2000, metavar="N", help="refuse (exit 2) a task with more scenes (default 2000)")
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
-    for sp in sub.choices.values():  # every subcommand's help ends with the exit codes
-        if sp.epilog is None:
-            sp.epilog = EXIT_CODES
+
+    for name, p in sub.choices.items():  # every subcommand's help ends with its exit codes
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+        p.epilog = _exit_epilog(name)
     return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+    if not argv or argv[0].split("=")[0] in _PROVE_OPTIONS:
         argv = ["prove"] + argv  # `cnnproof --timeout 5` proves the bundled task with that option
     ap = build_parser()
-    try:
-        args = ap.parse_args(argv)
-        if args.command is None:
-            args = ap.parse_args(["prove"] + argv)
-    except SystemExit as e:  # usage errors (exit 2), --help and --version (exit 0): a return code
-        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    args = ap.parse_args(argv)
+    if args.command is None:
+        args = ap.parse_args(["prove"] + argv)
     from cnnproof.verifier.deadline import after
 
     args.deadline = after(getattr(args, "timeout", None))  # one deadline for the whole command
@@ -234,7 +285,7 @@ def _dispatch(args) -> int:
     if args.command == "sample":
         from cnnproof.constructions import render
 
-        return render.sample_command(task, args)
+        return render.sample_command(task, args, bar=_progress_bar(True, "images"))
     if args.command == "show":
         from cnnproof.constructions.render import task_text
 
@@ -243,7 +294,7 @@ def _dispatch(args) -> int:
     if args.command == "export-vnnlib":
         from cnnproof.verifier.vnnlib import export_command
 
-        return export_command(task, args)
+        return export_command(task, args, bar=_progress_bar(True, "queries"))
     raise InputError(None, None, f"unknown command {args.command}")
 
 
@@ -300,7 +351,8 @@ def cmd_check(args) -> int:
     from cnnproof.verifier.checker.check import check_certificate
 
     t0 = time.perf_counter()
-    res = check_certificate(args.certificate, task_path=args.task, net_path=args.net)
+    with _progress_bar(not args.json, "obligations") as bar:
+        res = check_certificate(args.certificate, task_path=args.task, net_path=args.net, progress=bar)
     ok = bool(getattr(res, "ok", False))
     if args.json:
         out = res.to_json() if hasattr(res, "to_json") else {"valid": ok, "reason": getattr(res, "reason", "")}
@@ -330,11 +382,14 @@ def cmd_certify(args) -> int:
 
 
 class _progress_bar:
-    """A rich progress bar on stderr over the classes of a proof; silent unless stderr is a
-    terminal (and never with --json)."""
+    """A rich progress bar on stderr over the classes of a proof (the obligations of a check,
+    the images of ``sample``, the queries of ``export-vnnlib``); silent unless stderr is a
+    terminal (and never with --json). It is called as ``bar(i, total)``, ``i`` the item under
+    way counting from 0."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, label: str = "head lemmas"):
         self.enabled = enabled and sys.stderr.isatty()
+        self.label = label
         self.p = None
 
     def __enter__(self):
@@ -345,7 +400,7 @@ class _progress_bar:
 
         self.p = Progress(console=Console(file=sys.stderr), transient=True)
         self.p.start()
-        self.t = self.p.add_task("proving (classes done)", total=None)
+        self.t = self.p.add_task(self.label, total=None)
         return self.update
 
     def update(self, done: int, total: int) -> None:
@@ -444,6 +499,13 @@ def cmd_prove(task, args) -> int:
         with _progress_bar(not args.json) as bar:
             v = prove(task, net, q, method=args.method, deadline=args.deadline, seed=args.seed,
                       progress=None if args.json else _status, jobs=args.jobs, bar=bar)
+    if loaded.onnx is not None and loaded.onnx.inexact:  # irrational BatchNormalization scales: true of the file?
+        from cnnproof.verifier.outcome import Proved
+        from cnnproof.verifier.recheck import for_the_file
+
+        v = for_the_file(task, net, loaded.onnx.inexact, q, v, lambda q2: isinstance(
+            prove(task, net, q2, method=args.method, deadline=args.deadline, seed=args.seed, jobs=args.jobs), Proved),
+            notes=loaded.onnx.notes)
     # the float32 claim's re-proof (with a margin) shares the command's deadline: never a fresh one
     fl = float_claim(task, loaded, q, v, lambda q2: prove(task, net, q2, method=args.method, deadline=args.deadline,
                                                           seed=args.seed, jobs=args.jobs))

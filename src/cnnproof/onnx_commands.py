@@ -94,9 +94,11 @@ def float_claim(task, loaded: LoadedNet, q, v, prove_again):
 
 def onnxruntime_logits(path: str, image: np.ndarray) -> np.ndarray | None:
     """onnxruntime's output on one exact image rounded to float32 (None when unavailable)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
+    from cnnproof.extras import missing_note, optional
+
+    ort = optional("onnxruntime")
+    if ort is None:
+        print(missing_note("onnxruntime", "onnxruntime's view of the counterexample"), file=sys.stderr)
         return None
     from cnnproof.verifier.onnx_export import to_float32
 
@@ -111,12 +113,29 @@ def onnxruntime_logits(path: str, image: np.ndarray) -> np.ndarray | None:
 # -- export ---------------------------------------------------------------------------------
 
 
+def _certificate_task(cert_path: str, digest: str | None):
+    """The task a certificate names (its ``task.file``, as the checker resolves it), when it is
+    there and its sha256 is the certificate's; else None (then no float32 claim is made)."""
+    from cnnproof.constructions.task import load_task
+    from cnnproof.verifier.certificate import task_sha256
+
+    try:
+        name = json.loads(Path(cert_path).read_text(encoding="utf-8"))["task"]["file"]
+        p = Path(name)
+        if not p.is_absolute() and (Path(cert_path).parent / p).exists():
+            p = Path(cert_path).parent / p
+        task = load_task(str(p))
+    except (OSError, ValueError, KeyError, TypeError, InputError):
+        return None
+    return task if digest and task_sha256(task) == digest else None
+
+
 def cmd_export(args) -> int:
     from cnnproof import __version__
     from cnnproof.verifier.certificate import file_sha256, network_sha256, task_sha256
     from cnnproof.verifier.exact import format_rational, parse_rational
     from cnnproof.verifier.network import load_network, write_atomic
-    from cnnproof.verifier.onnx_export import export_metadata, network_to_onnx, to_float32
+    from cnnproof.verifier.onnx_export import export_metadata, float32_problems, network_to_onnx
     from cnnproof.verifier.outcome import Proved, Question
 
     src = args.source
@@ -138,6 +157,11 @@ def cmd_export(args) -> int:
 
         task, task_file = load_task(args.task), args.task
         check_compatible(task, net, src)
+    problems = float32_problems(net)
+    if problems.to_infinity:
+        raise InputError(src, problems.to_infinity[0], "has an entry whose magnitude rounds to infinity in float32 "
+                         f"(>= 2^128 (1 - 2^-25)); an ONNX file cannot hold it ({len(problems.to_infinity)} array(s): "
+                         f"{', '.join(problems.to_infinity[:3])})")
     margin = None
     cert_sha = None
     claim_text = None
@@ -163,9 +187,13 @@ def cmd_export(args) -> int:
         task_digest = cert.get("task", {}).get("sha256")
     else:
         task_digest = None
+    proof_status = "proved" if (margin is not None or cert_sha is not None) else "unproved"
+    float_status = None
+    if task is None and cert_sha is not None and margin is not None and not claim_text:
+        task = _certificate_task(args.certificate, task_digest)  # to decide the float32 claim on
     if task is not None:
         task_digest = task_sha256(task)
-        if margin is None or not args.certificate:
+        if margin is None or cert_sha is None:
             from cnnproof.verifier.prove import prove
 
             q = Question("zero_error")
@@ -176,14 +204,30 @@ def cmd_export(args) -> int:
                           f"`cnnproof prove` shows why; --force exports anyway)", file=sys.stderr)
                     return v.exit_code
                 print(f"warning: exporting a network that is {v.verdict} on task {task.name}", file=sys.stderr)
+                proof_status = v.verdict.lower()
             else:
                 margin = v.margin
+                proof_status = "proved"
                 fl = float_claim(task, LoadedNet(net, src), q, v,
                                  lambda q2: prove(task, net, q2, method="auto", deadline=args.deadline))
                 claim_text = fl.text if fl else None
-    rounded = [p for p, arr in net.parameters() if any(Fraction(float(f)) != x for f, x in zip(to_float32(arr).ravel(), arr.ravel()))]
+                float_status = fl.status if fl else None
+        elif not claim_text:
+            # a checked certificate gave the margin: the float32 claim is decided on it as for a proof
+            from cnnproof.verifier import floatbound
+            from cnnproof.verifier.prove import prove
+
+            fl = floatbound.decide(floatbound.analyse(task, net), margin, False, lambda m: isinstance(
+                prove(task, net, Question("zero_error", m), method="auto", deadline=args.deadline), Proved))
+            claim_text, float_status = fl.text, fl.status
+    if claim_text and float_status is None:
+        float_status = "PROVED" if claim_text.startswith("PROVED") else "UNKNOWN"
+    if float_status is None:
+        float_status = "not proved"
+    rounded = problems.rounded
     meta = export_metadata(net, task_sha256=task_digest, certificate_sha256=cert_sha, margin=margin,
-                           float_claim=claim_text, version=__version__)
+                           float_claim=claim_text, version=__version__, proof_status=proof_status,
+                           float_status=float_status)
     if net.channel_names:
         meta["cnnproof.channel_names"] = json.dumps(list(net.channel_names))
     model = network_to_onnx(net, metadata=meta, graph_name=(task.name if task is not None else Path(src).stem))
@@ -193,12 +237,31 @@ def cmd_export(args) -> int:
         raise InputError(args.output, None, f"cannot write the model: {e.strerror or e}") from None
     print(f"wrote {args.output}: ONNX opset 17, input 'image' float32 [N,{net.input_shape[0]},{net.input_shape[1]},"
           f"{net.input_shape[2]}], output 'logits' [N,{len(net.class_names)}] ({', '.join(net.class_names)})")
-    if margin is not None:
-        print(f"proved    exact worst-case margin {format_rational(margin)}" + (f" (certificate {args.certificate})" if args.certificate else ""))
+    how = f" (certificate {args.certificate})" if cert_sha is not None else ""
+    if proof_status == "proved" and margin is not None:
+        print(f"proved    exact worst-case margin {format_rational(margin)}{how}; metadata cnnproof.proof_status = proved")
+    elif proof_status == "proved":
+        print(f"proved    zero error{how}, no worst-case margin recorded; metadata cnnproof.proof_status = proved")
+    elif proof_status == "unproved":
+        print("proof     none: the file carries no proof (no --task or --certificate); "
+              "metadata cnnproof.proof_status = unproved, no proven margin")
+    else:
+        print(f"proof     none: the network is {proof_status.upper()} on task {task.name}, exported with --force; "
+              f"metadata cnnproof.proof_status = {proof_status}")
     if claim_text:
         print(f"float32   {claim_text}")
+    else:
+        why = "no task to bound float32 evaluation on (give --task)" if task is None else "no exact proof to build on"
+        print(f"float32   not proved: {why}; metadata cnnproof.float32_status = not proved")
     if rounded:
         print(f"note      {len(rounded)} parameter array(s) are not float32 numbers and were rounded ({', '.join(rounded[:3])}"
               f"{', ...' if len(rounded) > 3 else ''}): prove the file itself with `cnnproof prove TASK --net {args.output}`",
               file=sys.stderr)
+    if problems.to_zero:
+        print(f"warning   {len(problems.to_zero)} parameter array(s) have nonzero entries that round to 0 in float32 "
+              f"(magnitude at most 2^-150: {', '.join(problems.to_zero[:3])}{', ...' if len(problems.to_zero) > 3 else ''}): "
+              "the file computes another function", file=sys.stderr)
+    if problems.subnormal:
+        print(f"warning   {len(problems.subnormal)} parameter array(s) have entries that round to subnormal float32 numbers "
+              f"(below 2^-126, few significant bits: {', '.join(problems.subnormal[:3])})", file=sys.stderr)
     return 0

@@ -76,8 +76,23 @@ def _resolve(name: str, cert_path: Path) -> str:
     return name
 
 
-def check_certificate(cert_path, task_path=None, net_path=None) -> CheckResult:
-    """Check one certificate. Raises InputError (exit 2) when a file cannot be read."""
+class _Checked(set):
+    """The indices of the obligations re-decided so far. Each one added is reported to
+    ``progress(i, total)``, ``i`` counting from 0 (a progress bar; it never affects the check)."""
+
+    def __init__(self, total: int, progress):
+        super().__init__()
+        self.total, self.progress = total, progress
+
+    def add(self, k: int) -> None:
+        super().add(k)
+        if self.progress is not None:
+            self.progress(len(self) - 1, self.total)
+
+
+def check_certificate(cert_path, task_path=None, net_path=None, progress=None) -> CheckResult:
+    """Check one certificate. Raises InputError (exit 2) when a file cannot be read.
+    ``progress(i, total)`` is called as each of the ``total`` obligations is re-decided."""
     cert_path = Path(cert_path)
     try:
         cert = json.loads(cert_path.read_text())
@@ -87,7 +102,7 @@ def check_certificate(cert_path, task_path=None, net_path=None) -> CheckResult:
         raise InputError(str(cert_path), None, "the certificate is not a JSON object")
     relied: dict = {}
     try:
-        verdict = _check(cert, cert_path, task_path, net_path, relied)
+        verdict = _check(cert, cert_path, task_path, net_path, relied, progress)
     except Rejected as e:
         return CheckResult(False, str(e), cert.get("verdict") if isinstance(cert.get("verdict"), str) else None, relied)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -95,7 +110,7 @@ def check_certificate(cert_path, task_path=None, net_path=None) -> CheckResult:
     return CheckResult(True, "", verdict, relied)
 
 
-def _check(cert: dict, cert_path: Path, task_path, net_path, relied: dict) -> str:
+def _check(cert: dict, cert_path: Path, task_path, net_path, relied: dict, progress=None) -> str:
     if cert.get("format") != FORMAT:
         raise Rejected(f"wrong format {cert.get('format')!r}, expected {FORMAT!r}")
     if cert.get("version") != VERSION:
@@ -149,7 +164,7 @@ def _check(cert: dict, cert_path: Path, task_path, net_path, relied: dict) -> st
     obs = cert["obligations"]
     if not isinstance(obs, list) or not all(isinstance(o, dict) for o in obs):
         raise Rejected("obligations is not a list of objects")
-    used: set[int] = set()
+    used: set[int] = _Checked(len(obs), progress)
     counts: Counter = Counter()
     never, joint = _scene_obligations(task, obs, used, counts)
     if kind == "wellposed":

@@ -3,8 +3,11 @@
 Stage: task -> scene facts. Written separately from ``constructions/scene_search.py``:
 
 * :func:`uncoverable` re-checks an "uncoverable cell" claim directly;
-* :func:`can_cooccur` decides exactly, by one z3 query over the real canvas (integer anchors),
-  whether some scene of a class has a base image containing every goal feature;
+* :func:`can_cooccur` decides exactly, by one z3 query (integer anchors), whether some scene
+  of a class has a base image containing every goal feature. The query is posed on the canvas
+  of :func:`bounded_canvas`, never larger than the task's: by the squeezing argument of
+  docs/canvas-bound.md the answer is the same there, so the query, and its cost, stop growing
+  with the canvas;
 * :func:`scene_errors` and :func:`occurs` check a concrete counterexample scene and image.
 """
 
@@ -53,9 +56,44 @@ def uncoverable(task: Task, cls: ClassSpec, g: str, cell) -> str | None:
     return None
 
 
+def bounded_canvas(task: Task, cls: ClassSpec, goals: list[str]) -> tuple[int, int, int, int]:
+    """(dr, dc, H', W'): the frame with the same co-occurrence answer as the task's canvas (the
+    proof: docs/canvas-bound.md). Frame cell (i, j) is the task's (i + dr, j + dc). Per axis:
+    the shift moves a region's first row (column) up to just past the goal windows that fit
+    above it, in whole strides; the size is the shifted first row (column), plus the heights
+    (widths) of the most placements a scene can hold and of the goal windows, plus
+    gap + stride - 1 per object; capped by the canvas."""
+    heights, widths = [], []
+    for fname in cls.required:
+        f = task.feature(fname)
+        heights += [f.height] * cls.copies
+        widths += [f.width] * cls.copies
+    if cls.max_distractors > 0 and cls.distractors:
+        heights += [max(task.feature(d).height for d in cls.distractors)] * cls.max_distractors
+        widths += [max(task.feature(d).width for d in cls.distractors)] * cls.max_distractors
+    goal_h = [task.feature(g).height for g in set(goals)]
+    goal_w = [task.feature(g).width for g in set(goals)]
+    n = len(heights) + len(goal_h)
+    region = cls.anchors.region or (0, 0, 0, 0)
+
+    def one_axis(first, stride, sizes, goal_sizes, canvas):
+        first = max(first, 0)
+        above = sum(goal_sizes) + (len(goal_sizes) + 1) * (stride - 1)
+        shift = 0
+        while first - shift > above:  # Lemma 3 of docs/canvas-bound.md, one stride at a time
+            shift += stride
+        size = first - shift + sum(sizes) + sum(goal_sizes) + n * (cls.gap + stride - 1)
+        return shift, min(size, canvas - shift)
+
+    dr, H = one_axis(region[0], cls.anchors.stride[0], heights, goal_h, task.height)
+    dc, W = one_axis(region[1], cls.anchors.stride[1], widths, goal_w, task.width)
+    return dr, dc, H, W
+
+
 def can_cooccur(task: Task, cls: ClassSpec, goals: list[str]) -> bool:
     """Exactly: does some scene of ``cls`` have a base image containing every goal?"""
-    H, W, bg = task.height, task.width, task.background
+    dr, dc, H, W = bounded_canvas(task, cls, goals)  # anchors below are frame coordinates
+    bg = task.background
     feats = {f.name: f for f in task.features}
     s = z3.Solver()
     slots = []  # (name -> selector) per slot, and its anchor variables
@@ -79,12 +117,12 @@ def can_cooccur(task: Task, cls: ClassSpec, goals: list[str]) -> bool:
             f = feats[fname]
             cond = [r >= 0, c >= 0, r <= H - f.height, c <= W - f.width]
             if an.stride[0] > 1:
-                cond.append(r % an.stride[0] == 0)
+                cond.append((r + dr) % an.stride[0] == 0)
             if an.stride[1] > 1:
-                cond.append(c % an.stride[1] == 0)
+                cond.append((c + dc) % an.stride[1] == 0)
             if an.region is not None:
                 r0, c0, r1, c1 = an.region
-                cond += [r >= r0, r <= r1, c >= c0, c <= c1]
+                cond += [r + dr >= r0, r + dr <= r1, c + dc >= c0, c + dc <= c1]
             s.add(z3.Implies(on, z3.And(cond)))
     gap = cls.gap
     for i in range(len(slots)):
