@@ -380,8 +380,11 @@ def _write(task: Task, net: Network, directory: Path, margin: Fraction | None, n
         scenes = list(enumerate_scenes(task, cls))
         width = max(5, len(str(len(scenes) - 1)))
         gaps: list[tuple[Fraction, int]] = []
-        for k in range(0, len(scenes), BATCH):
-            gaps += _gaps(task, net, c, scenes[k:k + BATCH])
+        from cnnproof.verifier.exhaustive import batch_size
+
+        size = batch_size(task, net, cap=BATCH)  # a memory budget, not a fixed count (512x512: 8 GiB)
+        for k in range(0, len(scenes), size):
+            gaps += _gaps(task, net, c, scenes[k:k + size])
         for k, (scene, (gap, other)) in enumerate(zip(scenes, gaps)):
             rel = f"{VNNLIB_DIR}/{c}_{cls.name}_{k:0{width}d}.vnnlib"
             placed = ", ".join(f"{p.feature}@({p.row},{p.col})" for p in scene)
