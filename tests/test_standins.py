@@ -242,3 +242,24 @@ def test_nan_or_infinite_weights_name_the_node(tmp_path, op, init, phrase):
     with pytest.raises(InputError) as e:
         load_onnx(str(p))
     assert node in str(e.value) and phrase in str(e.value), str(e.value)
+
+
+# -- 6. certify's float32 claim text: a bound is printed rounded up -------------------------------
+
+
+def test_certify_prints_the_float32_bound_rounded_up(monkeypatch):
+    """The old text was ``float(bound):.3g`` (to nearest): 0.0012341 printed as 0.00123, below
+    the bound."""
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    from cnnproof.verifier import floatbound
+
+    bound = Fraction(12341, 10**7)
+    monkeypatch.setattr(floatbound, "analyse", lambda *a: None)
+    monkeypatch.setattr(floatbound, "decide", lambda *a: floatbound.FloatClaim(
+        "PROVED", "rounding bound", bound, Fraction(1), ""))
+    en = SimpleNamespace(task=None, imported=SimpleNamespace(net=None, extra_roundings={}), margin_claim=None)
+    ok, text = certify._float_claim(en, SimpleNamespace(margin={"margin_lower_bound": "1"}))
+    assert ok and text == "PROVED (rounding bound 0.00124)", text
+    assert Fraction(text.split()[-1].rstrip(")")) >= bound
