@@ -459,6 +459,17 @@ def _certified(task, task_file, net, net_file, q, args):
 
     if args.method not in ("auto", "compositional"):
         raise InputError(None, "--certificate", f"certificates are written by the compositional method, not {args.method}")
+    if net_file is not None:
+        from cnnproof.onnx_commands import is_onnx
+
+        if is_onnx(net_file):  # rational stand-ins: a certificate would be about them, not the file
+            from cnnproof.verifier.checker.check import standins_reason
+            from cnnproof.verifier.onnx_import import load_onnx
+
+            why = standins_reason(net_file, load_onnx(net_file, classes=list(net.class_names),
+                                                      check_metadata=False).inexact)
+            if why is not None:
+                raise InputError(None, "--certificate", f"no certificate written: {why}")
     obligations: list = []
     t0 = time.perf_counter()
     if not args.json:

@@ -99,12 +99,34 @@ def _q(v, where: str) -> Fraction:
 
 def _read_network(path, classes) -> Network:
     """A cnnproof JSON network, or an ONNX file read exactly (its outputs named as the theorem's
-    classes; its metadata are not consulted)."""
+    classes; its metadata are not consulted). An ONNX file whose import needs rational stand-ins
+    for irrational values (a BatchNormalization scale 1/sqrt(var + eps)) is rejected: the exact
+    network is then not the file's function, and the obligations would be about the stand-ins."""
     if str(path).lower().endswith(".onnx"):
         from cnnproof.verifier.onnx_import import load_onnx
 
-        return load_onnx(path, classes=list(classes), check_metadata=False).net
+        imp = load_onnx(path, classes=list(classes), check_metadata=False)
+        why = standins_reason(path, imp.inexact)
+        if why is not None:
+            raise Rejected(why)
+        return imp.net
     return load_network(path)
+
+
+def standins_reason(source, inexact) -> str | None:
+    """Why no certificate covers an ONNX file whose import holds rational stand-ins
+    (``Imported.inexact``), or None when it holds none. The certificate's obligations are about
+    the exact network, which is then not the file's function, and this checker does not
+    re-establish a claim for the true (irrational) values. The rule the checker applies, and the
+    reason ``certify``, ``prove --certificate`` and ``export-vnnlib`` give for the same file."""
+    if not inexact:
+        return None
+    names = ", ".join(sorted({repr(i.node) for i in inexact}))
+    return (f"network file {source}: BatchNormalization {names} "
+            f"{'has an irrational scale' if len(inexact) == 1 else 'have irrational scales'} 1/sqrt(var + eps), "
+            "so the exact network holds rational stand-ins and is not the file's function; the fenced checker does "
+            "not re-establish a claim for the true values, so no certificate covers this file "
+            "(`cnnproof prove --net` decides it for the file)")
 
 
 def _resolve(name, cert_path: Path, key: str, option: str) -> str:
