@@ -118,9 +118,9 @@ class Runner(MarabouRunner):
 
     crashes = 0
 
-    def _answer(self, deadline):
+    def _answer(self):
         try:
-            return super()._answer(deadline)
+            return super()._answer()
         except RuntimeError:
             if self.proc is None or self.proc.returncode is None or self.proc.returncode >= 0:
                 raise
