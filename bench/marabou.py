@@ -19,9 +19,11 @@ For each case:
 - **cnnproof auto**: ``prove(task, net, q, method="auto")`` (compositional where the network has
   its form: the whole task in one proof, independent of the number of scenes);
 - **export**: ``verifier.vnnlib.export``: the ONNX file and one VNN-LIB query per scene;
-- **Marabou**: every query, through ``verifier.vnnlib.MarabouRunner`` (one child process; a query
-  that hangs past ``--limit`` seconds is killed and retried with another bound-tightening
-  strategy). *total* is the wall time of all queries (including the child's start and the pipe);
+- **Marabou**: every query, through ``verifier.vnnlib.MarabouRunner`` (one warm child process; a
+  query that uses more than ``--limit`` CPU seconds of solving, or ten times that plus 10 s of
+  wall time, is killed and retried with another bound-tightening strategy; the child's start-up
+  and its reading of the network are not counted against the limit). *total* is the wall time of
+  all queries (including the child's start, its reading of the network and the pipe);
   *per query* the median and maximum of Marabou's own time (reading the query and solving);
 - **agreement**: with δ = 0, each scene's exact gap (``index.json``) decides sat/unsat; scenes
   within 10^-3 of the threshold are not judged. With δ > 0 only a PROVED verdict with worst-case
@@ -320,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench/marabou.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--max-scenes", type=int, default=DEFAULT_MAX_SCENES, help="skip tasks with more scenes (default 2000)")
     ap.add_argument("--margin", default=None, metavar="Q", help="ask N_c - N_c' >= Q (default: the strict claim)")
-    ap.add_argument("--limit", type=float, default=DEFAULT_LIMIT, help="wall-clock seconds per Marabou query (default 60)")
+    ap.add_argument("--limit", type=float, default=DEFAULT_LIMIT, help="CPU seconds of solving per Marabou query before it is killed and retried (default 60)")
     ap.add_argument("--out", default=DEFAULT_OUT, help=f"Markdown output (default {DEFAULT_OUT})")
     args = ap.parse_args(argv)
     args.argv = argv

@@ -1,6 +1,8 @@
 """Cross-semantics: every prover agrees with brute force on random small tasks.
 
-Over at least 200 random tasks (tests/randtasks.py covers every rule of MODEL.md sections 1-3):
+Over random small tasks (tests/randtasks.py covers every rule of MODEL.md sections 1-3): N_FAST
+(derandomized: the same ones on every run) in the default tier, 200 in the slow tier (``pytest -m
+slow``, docs/testing.md):
 
 * well-posedness: exhaustive == smt == the naive enumerator of tests/naive.py;
 * zero error of the paper's network or of a random one-parameter mutant of it:
@@ -11,7 +13,8 @@ Over at least 200 random tasks (tests/randtasks.py covers every rule of MODEL.md
     a violation that smt missed;
 * every counterexample re-checks by exact evaluation.
 
-The counts of ill-posed tasks and refuted networks are printed and asserted (>= 1/4 each).
+The counts of ill-posed tasks and refuted networks are printed and asserted (>= 1/4 each), per
+tier, and so are noisy tasks, well-posed ones, proved networks and mutants.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from cnnproof.verifier.network import with_parameter
 from cnnproof.verifier.outcome import Proved, Question, Refuted
 from cnnproof.verifier.recheck import problem
 
-COUNTS: Counter = Counter()
-N_EXAMPLES = 200
+N_EXAMPLES = 200  # the slow tier
+N_FAST = 20  # the default tier (about 20 s on 2 loaded cores)
+COUNTS: dict[str, Counter] = {"fast": Counter(), "full": Counter()}
 
 
 def _mutant(net, data):
@@ -57,12 +61,26 @@ def _same(a, b) -> bool:
     return type(a) is type(b)
 
 
-@settings(max_examples=N_EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
-@given(st.integers(0, 2).flatmap(lambda k: random_task(disjoint=k > 0)), st.data())
+TASKS = st.integers(0, 2).flatmap(lambda k: random_task(disjoint=k > 0))
+
+
+@settings(max_examples=N_FAST, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(TASKS, st.data())
 def test_provers_agree_with_brute_force(pair, data):
+    agree(pair, data, COUNTS["fast"])
+
+
+@pytest.mark.slow
+@settings(max_examples=N_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(TASKS, st.data())
+def test_provers_agree_with_brute_force_full(pair, data):
+    agree(pair, data, COUNTS["full"])
+
+
+def agree(pair, data, counts: Counter) -> None:
+    """Every prover against brute force on one random task (module docstring); tallies counts."""
     text, task = pair
-    COUNTS["tasks"] += 1
+    counts["tasks"] += 1
     # -- well-posedness ---------------------------------------------------------------------
     qw = Question("wellposed")
     truth = naive_wellposed(task)
@@ -75,7 +93,7 @@ def test_provers_agree_with_brute_force(pair, data):
     for v in (ex, sm, co):
         if isinstance(v, Refuted):
             assert problem(task, None, qw, v.counterexample) is None
-    COUNTS["ill-posed" if not truth else "well-posed"] += 1
+    counts["ill-posed" if not truth else "well-posed"] += 1
 
     # -- zero error -------------------------------------------------------------------------
     net, mutation = _mutant(build_network(task), data)
@@ -91,7 +109,7 @@ def test_provers_agree_with_brute_force(pair, data):
     if isinstance(co, Refuted):
         assert problem(task, net, qz, co.counterexample) is None
     if co.method != "compositional":
-        COUNTS["compositional fallbacks" + (" (paper's network)" if mutation is None else " (mutant)")] += 1
+        counts["compositional fallbacks" + (" (paper's network)" if mutation is None else " (mutant)")] += 1
     if mutation is None:
         assert co.method == "compositional", (text, co.details)  # never falls back on the paper's network
     if task.noise == 0:
@@ -109,7 +127,7 @@ def test_provers_agree_with_brute_force(pair, data):
     else:
         with pytest.raises(NotApplicable):
             exhaustive.prove(task, net, qz)
-        COUNTS["noisy"] += 1
+        counts["noisy"] += 1
         scenes = [(c, s) for c, cls in enumerate(task.classes) for s in enumerate_scenes(task, cls)]
         if len(scenes) > 24:
             rng = random.Random(len(scenes))
@@ -125,15 +143,28 @@ def test_provers_agree_with_brute_force(pair, data):
         corner = falsify.falsify(task, net, qz, seed=1, per_class=8)
         if corner is not None:
             assert isinstance(sm, Refuted), (text, mutation)
-    COUNTS["refuted" if isinstance(sm, Refuted) else "proved"] += 1
-    COUNTS["mutants"] += mutation is not None
+    counts["refuted" if isinstance(sm, Refuted) else "proved"] += 1
+    counts["mutants"] += mutation is not None
+
+
+def _counts(tier: str, n: int) -> None:
+    counts = COUNTS[tier]
+    if counts["tasks"] < n:
+        pytest.skip("the agreement test of this tier did not run in this session")
+    print(f"\nagreement counts ({tier}):", dict(counts))
+    assert counts["ill-posed"] >= counts["tasks"] / 4, counts
+    assert counts["refuted"] >= counts["tasks"] / 4, counts
+    assert counts["noisy"] >= counts["tasks"] / 20, counts
+    assert min(counts["well-posed"], counts["proved"], counts["mutants"]) >= 1, counts
 
 
 def test_agreement_counts():
-    """The random tasks really exercised both outcomes (runs after the test above)."""
-    if COUNTS["tasks"] < N_EXAMPLES:
-        pytest.skip("the agreement test did not run in this session")
-    print("\nagreement counts:", dict(COUNTS))
-    assert COUNTS["ill-posed"] >= COUNTS["tasks"] / 4, COUNTS
-    assert COUNTS["refuted"] >= COUNTS["tasks"] / 4, COUNTS
-    assert COUNTS["noisy"] >= 10, COUNTS
+    """The random tasks of the default tier really exercised both outcomes and noise (runs after
+    the test above)."""
+    _counts("fast", N_FAST)
+
+
+@pytest.mark.slow
+def test_agreement_counts_full():
+    """The same for the slow tier's 200 tasks."""
+    _counts("full", N_EXAMPLES)

@@ -20,9 +20,12 @@ its own parsers and answers each query: ``sat`` (a violating input in the scene'
 Cases: small catalogue tasks (strict and with margins, one with two channels, one with noise and
 non-float32 weights), sampled +-1 and +-3 single-parameter mutants of the paper's network on the
 two small tasks of test_mutation.py (many refuted), and tiny random tasks (tests/randtasks.py,
-with noise and rational levels) with the paper's network and one mutant each. A query on which
-Marabou hangs is killed after QUERY_LIMIT seconds and retried with another bound-tightening
-strategy (``verifier.vnnlib.MarabouRunner``).
+with noise and rational levels) with the paper's network and one mutant each. The default tier
+runs four catalogue cases, MUTANTS_FAST mutants per task and RANDOM_TASKS_FAST random tasks; the
+slow tier (``pytest -m slow``, docs/testing.md) the other catalogue cases, MUTANTS and
+RANDOM_TASKS. A query on which
+Marabou hangs is killed after QUERY_LIMIT CPU seconds of solving and retried with another
+bound-tightening strategy (``verifier.vnnlib.MarabouRunner``: one warm worker process).
 
 Marabou computes in floating point (its LP solver and bound propagation use doubles; the ONNX
 weights are float32). Its answers are evidence, not proof: agreement away from the threshold is
@@ -71,9 +74,13 @@ ROOT = Path(__file__).resolve().parent.parent
 TOL = Fraction(1, 1000)  # skip scenes whose exact gap is this close to the threshold
 EVAL_TOL = 1e-4  # a sat input, evaluated exactly, violates the claim up to this much
 BOX_TOL = 1e-6  # a sat input lies in the box up to this much (Marabou's values are ~1e-9 off)
-MUTANTS = 24  # mutated networks per mutation task
-QUERY_LIMIT = 1.5  # wall-clock seconds per Marabou query before it is killed and retried with
-# another strategy (Marabou can hang and ignore its own timeout); these take at most ~0.3 s
+MUTANTS = 24  # mutated networks per mutation task (the slow tier)
+MUTANTS_FAST = 6  # ... in the default tier
+RANDOM_TASKS = 10  # random tasks (the slow tier)
+RANDOM_TASKS_FAST = 3  # ... in the default tier
+QUERY_LIMIT = 1.5  # CPU seconds of solving per Marabou query before it is killed and retried with
+# another strategy (Marabou can hang and ignore its own timeout); these take at most ~0.3 s. The
+# warm worker's start-up and its reading of the network are not counted (MarabouRunner)
 
 
 @pytest.fixture(scope="module")
@@ -162,21 +169,24 @@ def _task(name):
 # The catalogue's small tasks
 # ---------------------------------------------------------------------------------------------
 
+SLOW = pytest.mark.slow  # a case of the slow tier only (docs/testing.md)
 CATALOGUE = [
-    # (task, margin, every k-th scene asked, cnnproof's verdict)
+    # (task, margin, every k-th scene asked, cnnproof's verdict[, marks])
     ("stride_region", None, 1, "PROVED"),
     ("stride_region", Fraction(3, 2), 1, "REFUTED"),  # margin 1 < 3/2: every scene sat
     ("contained", Fraction(1, 2), 1, "REFUTED"),  # ill-posed: ties (gap 0) on some scenes
-    ("background", Fraction(1, 2), 1, "REFUTED"),
-    ("distractors", None, 1, "PROVED"),
-    ("channels", None, 2, "PROVED"),  # two channels: X_i in C,H,W order; 1 scene in 2
-    ("mixed_sizes", Fraction(1, 2), 1, "PROVED"),
+    ("background", Fraction(1, 2), 1, "REFUTED", SLOW),
+    ("distractors", None, 1, "PROVED", SLOW),
+    # two channels: X_i in C,H,W order; 1 scene in 2 (by default, test_marabou_general's
+    # channels cases check the order)
+    ("channels", None, 2, "PROVED", SLOW),
+    ("mixed_sizes", Fraction(1, 2), 1, "PROVED", SLOW),
     ("levels_noise", Fraction(1, 2), 17, "PROVED"),  # noise 1/10, non-float32 weights; 1 scene in 17
 ]
 
 
-@pytest.mark.parametrize("name,margin,every,verdict", CATALOGUE,
-                         ids=[f"{n}-{'strict' if m is None else m}" for n, m, _, _ in CATALOGUE])
+@pytest.mark.parametrize("name,margin,every,verdict", [pytest.param(*c[:4], marks=c[4:]) for c in CATALOGUE],
+                         ids=[f"{c[0]}-{'strict' if c[1] is None else c[1]}" for c in CATALOGUE])
 def test_catalogue_agrees(runner, tmp_path, name, margin, every, verdict):
     task = _task(name)
     tally = crosscheck(runner, task, build_network(task), margin, tmp_path / "x", every)
@@ -195,21 +205,35 @@ def test_catalogue_agrees(runner, tmp_path, name, margin, every, verdict):
 
 @pytest.mark.parametrize("spec", [BINARY, THREE], ids=["binary", "three-levels"])
 def test_mutants_agree(runner, tmp_path, spec):
+    _mutants_agree(runner, tmp_path, spec, MUTANTS_FAST)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", [BINARY, THREE], ids=["binary", "three-levels"])
+def test_mutants_agree_full(runner, tmp_path, spec):
+    _mutants_agree(runner, tmp_path, spec, MUTANTS)
+
+
+def _mutants_agree(runner, tmp_path, spec, n: int) -> None:
+    """``n`` sampled +-1 and +-3 mutants of the paper's network on the task ``spec``."""
     task = task_from_toml(task_text(spec))
     net = build_network(task)
     q = Question("zero_error")
     total: Counter = Counter()
     # +-1 mostly makes ties (gap 0: skipped), +-3 makes strict errors; a fixed sample of
-    # MUTANTS of them (every parameter of the three-level network would take a minute)
-    every = [(path, i, d) for path, arr in net.parameters() for i in range(arr.size) for d in (1, -1, 3, -3)]
+    # n of them, half of each (every parameter of the three-level network would take a minute)
+    chosen = []
+    for ds in ((1, -1), (3, -3)):
+        every = [(path, i, d) for path, arr in net.parameters() for i in range(arr.size) for d in ds]
+        chosen += random.Random(0).sample(every, min(n // 2, len(every)))
     refuted = 0
-    for k, (path, i, d) in enumerate(random.Random(0).sample(every, min(MUTANTS, len(every)))):
+    for k, (path, i, d) in enumerate(chosen):
         old = dict(net.parameters())[path].ravel()[i]
         m = with_parameter(net, path, i, old + d)
         v = prove(task, m, q, method="exhaustive")
         refuted += isinstance(v, Refuted)
         total += crosscheck(runner, task, m, None, tmp_path / f"m{k}")
-    print(f"\n{spec['levels']}: {min(MUTANTS, len(every))} mutants, {refuted} refuted: {dict(total)}")
+    print(f"\n{spec['levels']}: {len(chosen)} mutants, {refuted} refuted: {dict(total)}")
     assert refuted > 0 and total["refuting scene checked"] > 0 and total["sat"] > 0
 
 
@@ -218,12 +242,34 @@ def test_mutants_agree(runner, tmp_path, spec):
 # ---------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=10, deadline=None, derandomize=True, database=None, phases=(Phase.explicit, Phase.generate),
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
-@given(pair=random_task(max_height=5, max_width=5, max_features=3, max_feature_side=2, max_scenes=40, disjoint=True),
-       pick=st.integers(0, 10_000), delta=st.sampled_from([1, -1, Fraction(1, 2)]),
-       margin=st.sampled_from([None, Fraction(1, 2)]))
+def _random_case_settings(n: int):
+    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
+                    phases=(Phase.explicit, Phase.generate),
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.function_scoped_fixture])
+
+
+RANDOM_CASE = dict(
+    pair=random_task(max_height=5, max_width=5, max_features=3, max_feature_side=2, max_scenes=40, disjoint=True),
+    pick=st.integers(0, 10_000), delta=st.sampled_from([1, -1, Fraction(1, 2)]),
+    margin=st.sampled_from([None, Fraction(1, 2)]))
+
+
+@_random_case_settings(RANDOM_TASKS_FAST)
+@given(**RANDOM_CASE)
 def test_random_tasks_agree(runner, tmp_path_factory, pair, pick, delta, margin):
+    _random_task_agrees(runner, tmp_path_factory, pair, pick, delta, margin)
+
+
+@pytest.mark.slow
+@_random_case_settings(RANDOM_TASKS)
+@given(**RANDOM_CASE)
+def test_random_tasks_agree_full(runner, tmp_path_factory, pair, pick, delta, margin):
+    _random_task_agrees(runner, tmp_path_factory, pair, pick, delta, margin)
+
+
+def _random_task_agrees(runner, tmp_path_factory, pair, pick, delta, margin) -> None:
+    """A random task: the paper's network and one mutant of it."""
     _, task = pair
     net = build_network(task)
     crosscheck(runner, task, net, margin, tmp_path_factory.mktemp("r"))

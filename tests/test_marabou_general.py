@@ -51,6 +51,11 @@ Mul constant as a 0-d scalar (Mul and Add stay); an Affine with per-channel scal
 dilated convolution becomes the undilated convolution with the zero-inserted kernel. MaxPool
 padding is not covered: no case uses it (``marabou_form`` refuses it).
 
+The default tier runs every reader check, six of the rewritten networks (between them every
+layer kind, every edit, both verdicts and DeepPoly's crash) and MUTANTS_FAST mutants per
+network; the slow tier (``pytest -m slow``, docs/testing.md) the other nine networks and
+MUTANTS mutants per network.
+
 Marabou computes in floating point (float32 weights; double LP): evidence, not proof. Skipped
 when ``maraboupy`` (with onnx and onnxruntime) is not installed: ``pip install '.[crosscheck]'``.
 """
@@ -118,9 +123,9 @@ class Runner(MarabouRunner):
 
     crashes = 0
 
-    def _answer(self, deadline):
+    def _answer(self):
         try:
-            return super()._answer(deadline)
+            return super()._answer()
         except RuntimeError:
             if self.proc is None or self.proc.returncode is None or self.proc.returncode >= 0:
                 raise
@@ -360,6 +365,7 @@ def _kinds(net: Network) -> set[str]:
 
 COUNTS: Counter = Counter()  # over the whole module: what the cross-checks covered
 H, T3 = Fraction(1, 2), Fraction(1, 3)
+SLOW = pytest.mark.slow  # a case of the slow tier only
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,7 +518,9 @@ def test_marabou_reader_limits(runner, tmp_path):
 # output channels, post 2x1); the tiny tasks one (binary: a 2x2 conv with two output channels;
 # three levels: three 1x1 level convs and a 2x2 one, each rewritten).
 CASES = [
-    # (id, task, margin, every k-th scene asked, branch specs, cnnproof's verdict)
+    # (id, task, margin, every k-th scene asked, branch specs, cnnproof's verdict[, marks]); the
+    # default tier asks the unmarked ones: between them every layer kind, every edit of
+    # marabou_form, both verdicts and DeepPoly's crash (docs/testing.md)
     ("stride-pads-affine-pool", "stride_region", None, 1,
      [{"conv": ((1, 1), (1, 1, 0, 0), (1, 1)), "affine": (2, -H)},
       {"conv": ((1, 2), (0, 1, 0, 0), (1, 1)), "pool": ((2, 2), (1, 1))}],
@@ -523,26 +531,26 @@ CASES = [
      "PROVED"),
     ("stride-rows-dilated", "stride_region", H, 1,  # worst gap 1/6 < 1/2
      [{"conv": ((2, 1), (0, 0, 0, 0), (1, 1))}, {"conv": ((1, 1), (0, 0, 0, 0), (2, 1)), "affine": (H, T3)}],
-     "REFUTED"),
+     "REFUTED", SLOW),
     ("stride-pool-stride2", "stride_region", H, 1,
      [{"affine": (3, -H), "pool": ((2, 1), (2, 2))},
       {"conv": ((1, 1), (0, 0, 1, 0), (1, 1)), "pool": ((1, 2), (2, 1))}],
-     "REFUTED"),
+     "REFUTED", SLOW),
     ("stride-conv-stride2", "stride_region", H, 1,
      [{}, {"conv": ((2, 2), (1, 0, 0, 1), (1, 2))}],
      "REFUTED"),
     ("mixed-pool-stride2", "mixed_sizes", None, 3,
      [{"conv": ((1, 1), (0, 0, 0, 1), (1, 1)), "pool": ((2, 2), (2, 2))}, {}, {}],
-     "PROVED"),
+     "PROVED", SLOW),
     ("mixed-pads-affine", "mixed_sizes", H, 3,  # worst gap 1/6
      [{"conv": ((1, 1), (1, 0, 0, 1), (1, 1)), "affine": (3, T3)},
       {"conv": ((1, 1), (1, 1, 1, 1), (1, 1)), "pool": ((2, 2), (1, 1))},
       {"conv": ((1, 1), (0, 1, 1, 0), (1, 1)), "affine": (H, 0), "pool": ((3, 3), (1, 1))}],
-     "REFUTED"),
+     "REFUTED", SLOW),
     ("mixed-dilated", "mixed_sizes", H, 3,
      [{}, {"conv": ((1, 1), (1, 0, 1, 0), (2, 1)), "affine": (2, -H)},
       {"conv": ((1, 2), (0, 0, 0, 0), (1, 1)), "pool": ((2, 2), (1, 1))}],
-     "REFUTED"),
+     "REFUTED", SLOW),
     ("channels-per-channel-affine", "channels", None, 4,
      [{"conv": ((1, 1), (0, 0, 1, 0), (1, 1)), "affine": ([2, H], T3)},
       {"conv": ((1, 2), (0, 1, 0, 0), (1, 1)), "affine": (H, T3), "pool": ((2, 2), (2, 2))}],
@@ -550,19 +558,19 @@ CASES = [
     ("channels-pool-stride", "channels", H, 4,
      [{"conv": ((1, 1), (0, 0, 1, 0), (1, 1)), "affine": ([2, H], -H), "pool": ((2, 1), (2, 2))},
       {"affine": (2, -H)}],
-     "REFUTED"),
+     "REFUTED", SLOW),
     ("binary-pads-all-sides", "binary", None, 1,
      [{"conv": ((1, 1), (1, 1, 1, 1), (1, 1)), "affine": ([2, H], T3), "pool": ((2, 2), (1, 1))}],
-     "PROVED"),
+     "PROVED", SLOW),
     ("binary-stride2", "binary", H, 1,
      [{"conv": ((2, 2), (1, 0, 0, 1), (1, 1)), "affine": ([2, H], T3), "pool": ((2, 1), (1, 1))}],
      "REFUTED"),
     ("binary-dilated", "binary", H, 1,
      [{"conv": ((1, 1), (0, 0, 0, 0), (2, 2)), "pool": ((2, 2), (1, 1))}],
-     "REFUTED"),
+     "REFUTED", SLOW),
     ("three-affine-pool", "three", None, 1,
      [{"pool": ((2, 2), (1, 1)), "affine": (2, 0)}],
-     "PROVED"),
+     "PROVED", SLOW),
     ("three-every-conv-padded", "three", H, 1,  # DeepPoly segfaults here (see Runner)
      [{"conv": ((1, 1), (0, 1, 1, 0), (1, 1)), "pool": ((2, 2), (1, 1))}],
      "REFUTED"),
@@ -577,7 +585,8 @@ def _case_task(name):
     return load_task(ROOT / "proofs" / "tasks" / f"{name}.toml")
 
 
-@pytest.mark.parametrize("name,margin,every,specs,verdict", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("name,margin,every,specs,verdict", [pytest.param(*c[1:6], marks=c[6:]) for c in CASES],
+                         ids=[c[0] for c in CASES])
 def test_general_networks_agree(runner, tmp_path, name, margin, every, specs, verdict):
     task = _case_task(name)
     net = generalize(build_network(task), specs)
@@ -600,7 +609,8 @@ def test_general_networks_agree(runner, tmp_path, name, margin, every, specs, ve
 # Mutants of rewritten networks (most of which cnnproof refutes)
 # ---------------------------------------------------------------------------------------------
 
-MUTANTS = 12  # per network
+MUTANTS = 12  # per network (the slow tier)
+MUTANTS_FAST = 8  # per network (the default tier; half +-1, half +-3)
 
 MUTATED = [
     ("binary", [{"conv": ((1, 1), (1, 1, 1, 1), (1, 1)), "affine": ([2, H], T3), "pool": ((2, 2), (1, 1))}]),
@@ -612,12 +622,26 @@ MUTATED = [
 
 @pytest.mark.parametrize("name,specs", MUTATED, ids=[m[0] for m in MUTATED])
 def test_general_mutants_agree(runner, tmp_path, name, specs):
+    _mutants_agree(runner, tmp_path, name, specs, MUTANTS_FAST)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,specs", MUTATED, ids=[m[0] for m in MUTATED])
+def test_general_mutants_agree_full(runner, tmp_path, name, specs):
+    _mutants_agree(runner, tmp_path, name, specs, MUTANTS)
+
+
+def _mutants_agree(runner, tmp_path, name, specs, n: int) -> None:
+    """``n`` sampled mutants of a rewritten network, half +-1 and half +-3."""
     task = _case_task(name)
     net = generalize(build_network(task), specs)
     total: Counter = Counter()
-    every = [(path, i, d) for path, arr in net.parameters() for i in range(arr.size) for d in (1, -1, 3, -3)]
+    chosen = []
+    for ds in ((1, -1), (3, -3)):
+        every = [(path, i, d) for path, arr in net.parameters() for i in range(arr.size) for d in ds]
+        chosen += random.Random(name).sample(every, min(n // 2, len(every)))
     verdicts: Counter = Counter()
-    for k, (path, i, d) in enumerate(random.Random(name).sample(every, min(MUTANTS, len(every)))):
+    for k, (path, i, d) in enumerate(chosen):
         old = dict(net.parameters())[path].ravel()[i]
         tally, v = crosscheck(runner, task, with_parameter(net, path, i, old + d), None, tmp_path / f"m{k}")
         total += tally

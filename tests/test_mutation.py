@@ -1,6 +1,7 @@
 """Mutation: a verifier that cannot refute is worthless.
 
-For small tasks, every single weight or bias of the built network is changed by +1 and by -1,
+For small tasks, every single weight or bias of the built network is changed by +1 and by -1
+(in the slow tier; by default SAMPLE parameters of each array),
 and, separately, every single template cell of the task is changed (to every other level and
 to '*') while the old network is kept. Each mutant gets from both provers the verdict that
 brute force (tests/naive.py) gives; every counterexample re-checks by exact evaluation; and at
@@ -62,15 +63,24 @@ def _judge(task, net, q, tally, key):
     return truth
 
 
-@pytest.mark.parametrize("spec", [BINARY, THREE], ids=["binary", "three-levels"])
-def test_every_parameter_mutant(spec):
+SAMPLE = 2  # the default tier: this many parameters of each weight and bias array (+1 and -1)
+
+
+def _parameter_mutants(spec, per_array: int | None) -> None:
+    """Every parameter (``per_array`` None) or a fixed sample of ``per_array`` parameters of
+    each array, changed by +1 and by -1; both provers against brute force on each mutant."""
+    import random
+
     task = task_from_toml(task_text(spec))
     net = build_network(task)
     q = Question("zero_error")
     assert _judge(task, net, q, Counter(), "original")
     tally: Counter = Counter()
     for path, arr in net.parameters():
-        for k in range(arr.size):
+        ks = range(arr.size)
+        if per_array is not None and per_array < arr.size:
+            ks = sorted(random.Random(path).sample(ks, per_array))
+        for k in ks:
             for delta in (1, -1):
                 m = with_parameter(net, path, k, arr.ravel()[k] + delta)
                 _judge(task, m, q, tally, path)
@@ -81,6 +91,17 @@ def test_every_parameter_mutant(spec):
     # every layer with parameters has a refuted mutant
     layer_of = lambda p: p.rsplit(".", 1)[0]  # noqa: E731
     assert {layer_of(p) for p in layers} == {layer_of(p) for p in refuted_layers}
+
+
+@pytest.mark.parametrize("spec", [BINARY, THREE], ids=["binary", "three-levels"])
+def test_sampled_parameter_mutants(spec):
+    _parameter_mutants(spec, SAMPLE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", [BINARY, THREE], ids=["binary", "three-levels"])
+def test_every_parameter_mutant(spec):
+    _parameter_mutants(spec, None)
 
 
 @pytest.mark.parametrize("spec", [BINARY, THREE], ids=["binary", "three-levels"])

@@ -7,7 +7,8 @@ Two kinds of checks:
   enumerator (``tests/naive.py``, written straight from MODEL.md) and the production enumerator
   (``cnnproof.constructions.scenes``) must give exactly the hand count;
 * on random small tasks (``tests/randtasks.py``), the production scenes, base images,
-  occurrences, presence and labels must equal the naive ones.
+  occurrences, presence and labels must equal the naive ones (FAST_EXAMPLES fixed tasks by
+  default, SLOW_EXAMPLES fresh ones in the slow tier: docs/testing.md).
 """
 
 from __future__ import annotations
@@ -217,13 +218,27 @@ def _check_mutations(task, cls, naive, prod, rnd) -> None:
             assert ours == (theirs is None), f"{sorted(near)}: naive says {ours}, production {theirs!r}"
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FAST_EXAMPLES = 30  # the default tier, derandomized: the same tasks on every run
+SLOW_EXAMPLES = 150  # the slow tier, fresh random tasks on every run
+
+
+@settings(max_examples=FAST_EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_random_tasks_production_agrees_with_naive(data):
+    _agree_on_random_task(data)
+
+
+@pytest.mark.slow
+@settings(max_examples=SLOW_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_random_tasks_production_agrees_with_naive_full(data):
+    _agree_on_random_task(data)
+
+
+def _agree_on_random_task(data) -> None:
+    """Production scenes, images, occurrences, presence and labels against naive ones."""
     text = data.draw(random_task_toml(), label="task")
     task = load_or_reject(text)
     rnd = data.draw(st.randoms(use_true_random=False), label="noise")

@@ -601,37 +601,79 @@ def marabou_solve(mnet, vnnlib_path: str | Path, timeout: int = 0, strategy: str
 
 
 def _worker() -> int:
-    """The child process of :class:`MarabouRunner`: one request per stdin line (JSON: onnx,
-    vnnlib, strategy, timeout), one JSON answer per stdout line."""
+    """The child process of :class:`MarabouRunner`. It first imports maraboupy and writes one
+    line ``{"ready": true}`` (or ``{"ready": false, "error": ...}`` when the import fails); then
+    it serves one request per stdin line (JSON: onnx, vnnlib, strategy, timeout): it reads the
+    network (once per file) and writes ``{"loaded": true}``, then solves and writes the answer
+    (JSON: result, seconds, x, y). The runner's clock of a query starts at ``loaded``."""
     out = os.fdopen(os.dup(1), "w")  # answers go here; Marabou's own prints go to /dev/null
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
+
+    def say(rec: dict) -> None:
+        out.write(json.dumps(rec) + "\n")
+        out.flush()
+
+    try:
+        _maraboupy()
+        import maraboupy.MarabouNetworkONNX  # noqa: F401  (read_onnx's parser: onnx, onnxruntime)
+    except ImportError as e:
+        say({"ready": False, "error": f"{type(e).__name__}: {e}"})
+        return 1
+    say({"ready": True})
     nets: dict[str, object] = {}
     for line in sys.stdin:
         req = json.loads(line)
         mnet = nets.get(req["onnx"])
         if mnet is None:
             mnet = nets[req["onnx"]] = marabou_network(req["onnx"])
+        say({"loaded": True})
         a = marabou_solve(mnet, req["vnnlib"], req["timeout"], req["strategy"])
-        out.write(json.dumps({"result": a.result, "seconds": a.seconds, "x": a.x, "y": a.y}) + "\n")
-        out.flush()
+        say({"result": a.result, "seconds": a.seconds, "x": a.x, "y": a.y})
     return 0
 
 
-class MarabouRunner:
-    """Marabou in a child process, so that a query that hangs can be killed.
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, every thread) of process ``pid`` so far, from
+    ``/proc/PID/stat``; None where there is no /proc (then the runner's limits are wall-clock)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = text[text.rindex(b")") + 2:].split()  # after "pid (comm) ": field 3 (state) on
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
-    Each query gets ``limit`` seconds of wall-clock time (and Marabou's own ``timeout``, which
-    it does not always honour); a query that overruns is killed and retried with the next
-    bound-tightening strategy of ``strategies`` (and that strategy is tried last on later
-    queries of the same network). Use as a context manager; ``solve`` is
-    sequential. ImportError when maraboupy is missing (checked in the child at first use).
+
+class MarabouRunner:
+    """Marabou in a warm child process, so that a query that hangs can be killed.
+
+    The worker is started once (at the first query, or by :meth:`start`), and the runner waits
+    until it reports that its imports are done (up to ``start_limit`` seconds) before any query's
+    clock starts; it is reused for every later query and restarted only after a kill. Reading a
+    network file (once per file) is not counted either. Each query then gets ``limit`` seconds of
+    the worker's **CPU time** (reading the VNN-LIB file and solving; measured from /proc, so a
+    loaded machine does not turn a slow query into a hang), with a wall-clock backstop of
+    ``wall_limit`` seconds (default ``10 * limit + 10``; the only limit where there is no /proc),
+    and Marabou's own ``timeout``, which it does not always honour. A query that overruns is
+    killed and retried with the next bound-tightening strategy of ``strategies`` (and that
+    strategy is tried last on later queries of the same network); when every strategy overran,
+    the answer is ``HANG``. A worker that dies during a query raises RuntimeError. Use as a
+    context manager; ``solve`` is sequential. ImportError when maraboupy is missing (reported by
+    the worker at start-up).
     """
 
-    def __init__(self, limit: float = 60.0, timeout: int = 0, strategies: Sequence[str] = STRATEGIES):
+    # the worker's command line after the Python executable (tests put a stand-in here)
+    worker: tuple[str, ...] = ("-c", "from cnnproof.verifier.vnnlib import _worker; raise SystemExit(_worker())")
+
+    def __init__(self, limit: float = 60.0, timeout: int = 0, strategies: Sequence[str] = STRATEGIES,
+                 wall_limit: float | None = None, start_limit: float = 600.0):
         self.limit, self.timeout, self.strategies = float(limit), int(timeout), tuple(strategies)
+        self.wall_limit = 10 * self.limit + 10 if wall_limit is None else float(wall_limit)
+        self.start_limit = float(start_limit)
         self.proc = None
         self.buf = b""
+        self.starts = 0  # worker processes started (1 unless a query was killed)
         self.order: dict[str, list[str]] = {}  # per ONNX file: a strategy that hung goes last
 
     def __enter__(self) -> "MarabouRunner":
@@ -660,25 +702,52 @@ class MarabouRunner:
             pass
         p.wait()
 
-    def _start(self):
+    def start(self) -> None:
+        """Start the worker, if none is running, and wait until it is ready (imports done).
+        ImportError when the worker cannot import maraboupy; RuntimeError when it dies or is
+        not ready within ``start_limit`` seconds."""
         import subprocess
+        import time
 
-        _maraboupy()  # ImportError here, in the caller, rather than a dead child
+        if self.proc is not None:
+            return
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from cnnproof.verifier.vnnlib import _worker; raise SystemExit(_worker())"],
+            [sys.executable, *self.worker],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         self.buf = b""
+        self.starts += 1
+        try:
+            rec = self._line(time.monotonic() + self.start_limit)
+        except RuntimeError:  # died before it was ready (e.g. cnnproof not importable)
+            self.proc = None
+            raise
+        if rec is None or not rec.get("ready"):
+            p, self.proc = self.proc, None
+            self._kill(p)
+            if rec is None:
+                raise RuntimeError(f"the Marabou worker was not ready within {self.start_limit:g} s")
+            raise ImportError(f"the Marabou worker cannot import maraboupy ({rec.get('error')}): "
+                              "pip install '.[crosscheck]'")
 
-    def _answer(self, deadline: float) -> dict | None:
+    def _line(self, deadline: float, cpu_limit: float | None = None) -> dict | None:
+        """The worker's next line (JSON), or None when the wall-clock ``deadline`` passes or the
+        worker has used ``cpu_limit`` more CPU seconds than when this was called. RuntimeError
+        when the worker dies."""
         import select
         import time
 
         fd = self.proc.stdout.fileno()
+        cpu0 = None if cpu_limit is None else _cpu_seconds(self.proc.pid)
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
+            if cpu0 is not None:
+                used = _cpu_seconds(self.proc.pid)
+                if used is not None and used - cpu0 >= cpu_limit:
+                    return None
+                left = min(left, 0.05)
             ready, _, _ = select.select([fd], [], [], left)
             if ready:
                 chunk = os.read(fd, 1 << 20)
@@ -688,19 +757,26 @@ class MarabouRunner:
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 
-    def solve(self, onnx_path: str | Path, vnnlib_path: str | Path, file: str | None = None) -> MarabouAnswer:
-        """Marabou's answer on one query (``file`` names it in the answer; default the path)."""
+    def _answer(self) -> dict | None:
+        """The answer to the request just sent, or None when the query overran its limits.
+        The clock starts when the worker has read the network."""
         import time
 
+        loaded = self._line(time.monotonic() + self.start_limit)
+        if loaded is None:
+            return None
+        return self._line(time.monotonic() + self.wall_limit, self.limit)
+
+    def solve(self, onnx_path: str | Path, vnnlib_path: str | Path, file: str | None = None) -> MarabouAnswer:
+        """Marabou's answer on one query (``file`` names it in the answer; default the path)."""
         hung: list[str] = []
         order = self.order.setdefault(str(onnx_path), list(self.strategies))
         for strategy in list(order):
-            if self.proc is None:
-                self._start()
+            self.start()
             req = {"onnx": str(onnx_path), "vnnlib": str(vnnlib_path), "strategy": strategy, "timeout": self.timeout}
             self.proc.stdin.write((json.dumps(req) + "\n").encode())
             self.proc.stdin.flush()
-            rec = self._answer(time.monotonic() + self.limit)
+            rec = self._answer()
             if rec is None:
                 self._kill(self.proc)
                 self.proc = None
@@ -716,7 +792,8 @@ class MarabouRunner:
 def marabou_check(directory: str | Path, files: Iterable[str] | None = None, limit: float = 60.0,
                   timeout: int = 0, runner: MarabouRunner | None = None) -> list[MarabouAnswer]:
     """Marabou's answer on every query of an export folder (or on ``files``, relative to it),
-    each in a child process limited to ``limit`` seconds (see :class:`MarabouRunner`)."""
+    in one warm child process, each query limited to ``limit`` seconds of solving (see
+    :class:`MarabouRunner`)."""
     directory = Path(directory)
     if files is None:
         index = json.loads((directory / INDEX_FILE).read_text(encoding="utf-8"))
