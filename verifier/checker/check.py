@@ -99,11 +99,23 @@ def _q(v, where: str) -> Fraction:
 
 def _read_network(path, classes) -> Network:
     """A cnnproof JSON network, or an ONNX file read exactly (its outputs named as the theorem's
-    classes; its metadata are not consulted)."""
+    classes; of its metadata only cnnproof.classes is consulted: it must name the same classes)."""
     if str(path).lower().endswith(".onnx"):
         from cnnproof.verifier.onnx_import import load_onnx
 
-        return load_onnx(path, classes=list(classes), check_metadata=False).net
+        imp = load_onnx(path, classes=list(classes), check_metadata=False)
+        # the file's own output labels, when it names them, must be the theorem's: else the
+        # certificate would be valid for a file whose outputs mean other classes
+        raw = imp.metadata.get("cnnproof.classes")
+        if raw is not None:
+            try:
+                named = json.loads(raw)
+            except ValueError:
+                named = raw
+            if named != list(classes):
+                raise Rejected(f"the ONNX file {path} names its outputs {named!r} (metadata cnnproof.classes), the "
+                               f"certificate's theorem is about classes {list(classes)} in that order")
+        return imp.net
     return load_network(path)
 
 
