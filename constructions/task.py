@@ -217,6 +217,8 @@ def task_from_toml(text: str, source: str = "<task>", default_name: str = "task"
     """
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise InputError(source, None, "not a task: TOML nested too deeply") from None
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = _TOML_POS.search(msg)

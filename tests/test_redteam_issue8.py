@@ -35,3 +35,37 @@ def test_check_refuses_an_onnx_file_whose_own_labels_are_not_the_theorems(tmp_pa
     assert code == 1 and "REJECTED" in out and "names its outputs" in out
     same = _relabel(ONNX_DIR / "models" / "faces.onnx", tmp_path / "same.onnx", ["face", "house"])
     assert main(["check", str(ONNX_DIR / "certificates" / "faces.json"), "--net", str(same)]) == 0
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("what", ["certificate", "certificate_value", "task", "manifest", "onnx_metadata"])
+def test_deeply_nested_input_is_bad_input_not_a_traceback(tmp_path, capsys, what):
+    """JSON / TOML nested too deeply raised RecursionError out of json / tomllib: a traceback and
+    exit 1 (the code for "refuted"), where bad input must be exit 2 with one line."""
+    if what == "certificate":
+        p = tmp_path / "c.json"
+        p.write_text(DEEP)
+        argv = ["check", str(p)]
+    elif what == "certificate_value":
+        p = tmp_path / "c.json"
+        p.write_text('{"format": "cnnproof-certificate", "version": 2, "x": ' + DEEP + "}")
+        argv = ["check", str(p)]
+    elif what == "task":
+        p = tmp_path / "t.toml"
+        p.write_text("a = " + DEEP + "\n")
+        argv = ["check-task", str(p)]
+    elif what == "manifest":
+        (tmp_path / "manifest.toml").write_text("x = " + DEEP + "\n")
+        argv = ["certify", str(tmp_path)]
+    else:
+        m = onnx.load(str(ONNX_DIR / "models" / "faces.onnx"))
+        for p in m.metadata_props:
+            if p.key == "cnnproof.exact_network":
+                p.value = DEEP
+        onnx.save(m, str(tmp_path / "m.onnx"))
+        argv = ["prove", str(ROOT / "proofs" / "tasks" / "faces.toml"), "--net", str(tmp_path / "m.onnx")]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "nested too deeply" in err and len(err.strip().splitlines()) == 1, err

@@ -316,7 +316,7 @@ class _Importer:
         meta = {p.key: p.value for p in self.model.metadata_props}
         try:  # informational labels of the pooled channels (they do not change the function)
             channels = json.loads(meta.get("cnnproof.channel_names", "[]"))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             channels = []
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
             channels = []
@@ -338,7 +338,7 @@ class _Importer:
                                  "pass --classes NAME,NAME,... (output index order)")
             try:
                 names = json.loads(raw)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise InputError(self.src, "metadata_props cnnproof.classes", "is not a JSON array of names") from None
             where = "metadata_props cnnproof.classes"
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -757,6 +757,8 @@ def compare_metadata(imp: Imported) -> bool:
         recorded = network_from_json(json.loads(raw), f"{imp.source} ({key})")
     except (json.JSONDecodeError, InputError) as e:
         raise InputError(imp.source, key, f"is not a cnnproof network: {e}") from None
+    except RecursionError:
+        raise InputError(imp.source, key, "is not a cnnproof network: JSON nested too deeply") from None
     hint = ("the file was changed after `cnnproof export`; pass --ignore-metadata to prove the file as it is "
             "(the proof always covers the initializers, never the metadata)")
     rec_params = list(recorded.parameters())

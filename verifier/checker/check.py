@@ -110,7 +110,7 @@ def _read_network(path, classes) -> Network:
         if raw is not None:
             try:
                 named = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 named = raw
             if named != list(classes):
                 raise Rejected(f"the ONNX file {path} names its outputs {named!r} (metadata cnnproof.classes), the "
@@ -157,9 +157,11 @@ def check_certificate(cert_path, task_path=None, net_path=None, progress=None, *
     ``paper_network`` (the network the task builds). A certificate of anything else is rejected."""
     cert_path = Path(cert_path)
     try:
-        cert = json.loads(cert_path.read_text())
+        cert = json.loads(cert_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise InputError(str(cert_path), None, f"cannot read the certificate: {e}") from None
+    except RecursionError:
+        raise InputError(str(cert_path), None, "not a certificate: JSON nested too deeply") from None
     if not isinstance(cert, dict) or cert.get("format") != FORMAT:
         what = cert.get("format") if isinstance(cert, dict) else type(cert).__name__
         raise InputError(str(cert_path), "format", f"not a cnnproof certificate (format {what!r}, expected {FORMAT!r})")
