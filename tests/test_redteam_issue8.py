@@ -69,3 +69,13 @@ def test_deeply_nested_input_is_bad_input_not_a_traceback(tmp_path, capsys, what
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2 and "nested too deeply" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("opt", ["--junit", "--summary"])
+def test_certify_report_path_that_cannot_be_written_is_bad_input(tmp_path, capsys, opt):
+    """`certify DIR --junit FOLDER` ran the whole gate, then crashed in os.replace (a traceback,
+    exit 1: "a claim failed"). It is bad input, refused before any work."""
+    for bad in (tmp_path, tmp_path / "missing" / "r.xml"):
+        code = main(["certify", str(ONNX_DIR), opt, str(bad)])
+        err = capsys.readouterr().err
+        assert code == 2 and opt in err and len(err.strip().splitlines()) == 1, err
