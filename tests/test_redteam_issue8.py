@@ -79,3 +79,44 @@ def test_certify_report_path_that_cannot_be_written_is_bad_input(tmp_path, capsy
         code = main(["certify", str(ONNX_DIR), opt, str(bad)])
         err = capsys.readouterr().err
         assert code == 2 and opt in err and len(err.strip().splitlines()) == 1, err
+
+
+LR_TASK = """
+name = "lr"
+[canvas]
+height = 1
+width = 2
+[pixels]
+symbols = { "." = 0, "#" = 1 }
+[features.l]
+template = "#."
+[features.r]
+template = ".#"
+[classes.a]
+required = ["l"]
+[classes.b]
+required = ["r"]
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="onnx_import.graph_input treats an initializer that is also a graph input "
+                   "as a constant, but onnxruntime lets the caller override it (not fixed: owner's call)")
+def test_an_overridable_initializer_is_not_proved_as_a_constant(tmp_path, capsys):
+    """IR >= 4: an initializer listed among the graph inputs is only a default; onnxruntime
+    accepts another value for it at run time, so the file's function depends on the caller."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    (tmp_path / "lr.toml").write_text(LR_TASK)
+    g = helper.make_graph(
+        [helper.make_node("Flatten", ["image"], ["f"], axis=1), helper.make_node("Gemm", ["f", "G"], ["logits"], transB=1)],
+        "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 1, 2]),
+              helper.make_tensor_value_info("G", TensorProto.FLOAT, [2, 2])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(np.array([[1, -1], [-1, 1]], np.float32), "G")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    m.metadata_props.add(key="cnnproof.classes", value='["a", "b"]')
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    code = main(["prove", str(tmp_path / "lr.toml"), "--net", str(tmp_path / "m.onnx")])
+    err = capsys.readouterr().err
+    assert code == 2 and "'G'" in err
