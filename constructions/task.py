@@ -19,7 +19,7 @@ from cnnproof.verifier.errors import InputError
 from cnnproof.verifier.exact import format_rational, lcm_of_denominators, parse_rational
 
 DONT_CARE = None  # a template cell that is "*"
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # used with fullmatch: `$` would accept a final newline
 
 Template = tuple[tuple[tuple[Fraction | None, ...], ...], ...]  # [channel][row][col]
 
@@ -186,7 +186,7 @@ _PIXEL_KEYS = {"levels", "background", "noise", "symbols"}
 _RULE_KEYS = {"copies", "max_distractors", "gap", "stride", "region"}
 _FEATURE_KEYS = {"template", "description"}
 _CLASS_KEYS = {"required", "distractors", "description"} | _RULE_KEYS
-_TOML_POS = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")
+_TOML_POS = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*\Z")
 
 
 def load_task(path: str | Path) -> Task:
@@ -300,6 +300,8 @@ def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task
     name = data.get("name", default_name)
     if not isinstance(name, str) or not name.strip():
         raise ctx.err("name", f"must be a non-empty string, found {name!r}")
+    if not name.isprintable():  # a newline would break the one-line reports and SMT-LIB/VNN-LIB comments
+        raise ctx.err("name", f"must be one line of printable text, found {name!r}")
     _description(ctx, "description", data)
 
     # canvas ------------------------------------------------------------------------------
@@ -364,8 +366,9 @@ def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task
     features = []
     for fname, ftable in raw_features.items():
         key = f"features.{fname}"
-        if not _NAME.match(fname):
-            raise ctx.err(key, "invalid name: feature names must match [A-Za-z_][A-Za-z0-9_-]*")
+        if not _NAME.fullmatch(fname):
+            shown = key if fname.isprintable() else f"features.{fname!r}"  # the error stays one line
+            raise ctx.err(shown, "invalid name: feature names must match [A-Za-z_][A-Za-z0-9_-]*")
         _check_keys(ctx, key, ftable, _FEATURE_KEYS)
         _description(ctx, f"{key}.description", ftable)
         if "template" not in ftable:
@@ -390,8 +393,9 @@ def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task
     classes = []
     for cname, ctable in raw_classes.items():
         key = f"classes.{cname}"
-        if not _NAME.match(cname):
-            raise ctx.err(key, "invalid name: class names must match [A-Za-z_][A-Za-z0-9_-]*")
+        if not _NAME.fullmatch(cname):
+            shown = key if cname.isprintable() else f"classes.{cname!r}"  # the error stays one line
+            raise ctx.err(shown, "invalid name: class names must match [A-Za-z_][A-Za-z0-9_-]*")
         _check_keys(ctx, key, ctable, _CLASS_KEYS)
         _description(ctx, f"{key}.description", ctable)
         if "required" not in ctable:

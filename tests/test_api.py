@@ -106,6 +106,28 @@ def test_check_rejects_a_tampered_certificate(tmp_path):
     assert r.ok
 
 
+def test_check_binds_the_theorem_the_margin_and_the_paper_network(tmp_path):
+    """``check(..., theorem=, margin=, paper_network=)`` passes the claim to bind through to the
+    checker, as ``cnnproof check --theorem --margin --paper-network`` does."""
+    cert = tmp_path / "faces.json"
+    cnnproof.prove(cnnproof.default_task_path(), certificate=cert)  # strict zero error of the paper's network
+    r = cnnproof.check(cert, theorem="zero_error", margin=None, paper_network=True)
+    assert r.ok and r.verdict == "PROVED", r.reason
+    r = cnnproof.check(cert, theorem="wellposed")
+    assert not r.ok and "another theorem" in r.reason, r.reason
+    r = cnnproof.check(cert, margin="1/2")
+    assert not r.ok and "another margin" in r.reason, r.reason
+    assert not cnnproof.check(cert, margin=Fraction(1, 2)).ok
+    wp = tmp_path / "touching.json"
+    cnnproof.check_task(TOUCHING, certificate=wp)
+    r = cnnproof.check(wp, theorem="zero_error")
+    assert not r.ok and "another theorem" in r.reason, r.reason
+    with pytest.raises(InputError, match="theorem"):
+        cnnproof.check(cert, theorem="zero error")
+    with pytest.raises(InputError, match="float"):
+        cnnproof.check(cert, margin=0.5)
+
+
 def test_a_certificate_needs_files_not_objects(tmp_path):
     task = cnnproof.load_task()
     with pytest.raises(InputError, match="pass the task as a path"):

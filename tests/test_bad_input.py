@@ -306,7 +306,7 @@ def test_unknown_command(capsys):
 def test_build_into_missing_directory(tmp_path, capsys, tiny_task):
     out_file = tmp_path / "no" / "such" / "dir" / "net.json"
     rc, out, err = run(capsys, ["build", str(tiny_task), "-o", str(out_file)])
-    assert_clean_error(rc, err, str(out_file), None, r"cannot write the network: No such file or directory")
+    assert_clean_error(rc, err, str(out_file), "-o", r"cannot write the network: directory '.*dir' does not exist")
     assert not (tmp_path / "no").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
 
@@ -363,3 +363,154 @@ def test_formats_doc_rules_are_numbered():
     text = (DOCS / "formats.md").read_text(encoding="utf-8").split("## Validation rules", 1)[1]
     numbers = [int(m) for m in re.findall(r"^(\d+)\. ", text, re.M)]
     assert numbers == list(range(1, len(numbers) + 1))
+
+
+# -- names, options and output paths (issue 8 item 8, issue 14 items 4 and 7) --------------------
+
+
+def one_line(err: str) -> bool:
+    return len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["feature", "class"])
+@pytest.mark.parametrize("command", ["prove", "check-task"])
+def test_name_with_final_newline_is_bad_input(tmp_path, capsys, where, command):
+    """`re.match` with `$` accepted "vbar\\n"; the name then reached an SMT-LIB comment and z3 failed
+    with a traceback (exit 1). Now: exit 2, one line, the key quoted."""
+    if where == "feature":
+        text = TINY.replace("[features.vbar]", '[features."vbar\\n"]').replace('["vbar"]', '["vbar\\n"]')
+        key = "features.'vbar\\n'"
+    else:
+        text = TINY.replace("[classes.vertical]", '[classes."vertical\\n"]')
+        key = "classes.'vertical\\n'"
+    task = tmp_path / "t.toml"
+    task.write_text(text, encoding="utf-8")
+    cert = tmp_path / "c.json"
+    rc, out, err = run(capsys, [command, str(task), "--certificate", str(cert)])
+    assert_clean_error(rc, err, str(task), key, r"invalid name")
+    assert one_line(err) and not cert.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, reason",
+    [
+        pytest.param(["--timeout", "-5"], r"argument --timeout: must be a number of seconds > 0, found '-5'", id="negative"),
+        pytest.param(["--timeout", "0"], r"> 0, found '0'", id="zero"),
+        pytest.param(["--timeout", "nan"], r"> 0, found 'nan'", id="nan"),
+        pytest.param(["--timeout", "inf"], r"> 0, found 'inf'", id="inf"),
+        pytest.param(["--timeout", "soon"], r"must be a number of seconds, found 'soon'", id="text"),
+        pytest.param(["--jobs", "0"], r"argument --jobs: must be a whole number >= 1, found '0'", id="jobs-zero"),
+        pytest.param(["--jobs", "-2"], r"found '-2'", id="jobs-negative"),
+    ],
+)
+def test_bad_timeout_and_jobs(capsys, tiny_task, extra, reason):
+    """`--timeout -5` and `--jobs 0` were accepted silently; now exit 2 and one line."""
+    rc, out, err = run(capsys, ["prove", str(tiny_task)] + extra)
+    assert_clean_error(rc, err, None, None, reason)
+    # the usage, then one line saying what is wrong (tests/test_cli_help.py)
+    assert err.startswith("usage: cnnproof prove ") and err.strip().splitlines()[-1].startswith("cnnproof: error: argument ")
+    assert out == ""
+
+
+def test_check_task_and_export_timeout_checked(capsys, tiny_task, tmp_path):
+    for argv in (["check-task", str(tiny_task), "--timeout", "-1"],
+                 ["export", str(tiny_task), "-o", str(tmp_path / "m.onnx"), "--timeout", "0"]):
+        rc, out, err = run(capsys, argv)
+        assert_clean_error(rc, err, None, None, r"argument --timeout")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
+
+
+@pytest.fixture
+def no_proof(monkeypatch):
+    """Fail the test if any prover runs: output paths must be refused before the work."""
+    import cnnproof.verifier.compositional as comp
+    import cnnproof.verifier.prove as prove_mod
+
+    def boom(*a, **k):
+        raise AssertionError("a proof ran before the output path was checked")
+
+    monkeypatch.setattr(prove_mod, "prove", boom)
+    monkeypatch.setattr(comp, "prove", boom)
+
+
+@pytest.mark.parametrize(
+    "argv, option, reason",
+    [
+        pytest.param(["prove", "{task}", "--certificate", "{tmp}/no/such/c.json"], "--certificate",
+                     r"cannot write the certificate: directory '.*such' does not exist", id="prove-certificate-folder"),
+        pytest.param(["check-task", "{task}", "--certificate", "{tmp}/no/c.json"], "--certificate",
+                     r"cannot write the certificate: directory", id="check-task-certificate-folder"),
+        pytest.param(["prove", "{task}", "--certificate", "{tmp}/c.txt"], "--certificate",
+                     r"the file name must end in \.json", id="certificate-suffix"),
+        pytest.param(["prove", "{task}", "--png", "{tmp}/x.txt"], "--png",
+                     r"cannot write the --png picture: the file name must end in \.png \(the format written\), found '\.txt'",
+                     id="png-suffix"),
+        pytest.param(["check-task", "{task}", "--png", "{tmp}"], "--png", r"it is a directory", id="png-directory"),
+        pytest.param(["build", "{task}", "-o", "{tmp}/net.txt"], "-o", r"cannot write the network: the file name must end in \.json",
+                     id="build-suffix"),
+        pytest.param(["build", "{task}", "-o", "{tmp}/no/net.json"], "-o", r"does not exist", id="build-folder"),
+        pytest.param(["export", "{task}", "-o", "{tmp}/m.json"], "-o", r"cannot write the model: the file name must end in \.onnx",
+                     id="export-suffix"),
+        pytest.param(["export", "{task}", "-o", "{tmp}/no/m.onnx"], "-o", r"cannot write the model: directory", id="export-folder"),
+        pytest.param(["sample", "{task}", "-o", "{tmp}/no/s.npz"], "-o", r"cannot write the samples: directory", id="sample-folder"),
+        pytest.param(["export-vnnlib", "{task}", "-o", "{task}"], "-o", r"cannot write the export: it exists and is not a folder",
+                     id="vnnlib-file"),
+        pytest.param(["prove", "{task}", "--net", "{tmp}/net.json", "--certificate", "{tmp}/net.json"], "--certificate",
+                     r"it is an input of this command", id="certificate-over-the-network"),
+    ],
+)
+def test_output_paths_checked_before_work(tmp_path, capsys, tiny_task, no_proof, argv, option, reason):
+    """A --certificate in a missing folder failed only after the proof, and `--png x.txt` wrote PNG
+    data into a .txt file. Every output path is now checked first: exit 2, one line, nothing written."""
+    (tmp_path / "net.json").write_text(json.dumps(tiny_net()), encoding="utf-8")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = [a.format(task=tiny_task, tmp=tmp_path) for a in argv]
+    rc, out, err = run(capsys, argv)
+    assert_clean_error(rc, err, None, option, reason)
+    assert one_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert json.loads((tmp_path / "net.json").read_text(encoding="utf-8")) == tiny_net()
+
+
+def test_good_output_paths_still_work(tmp_path, capsys, tiny_task):
+    cert, png = tmp_path / "c.JSON", tmp_path / "x.PNG"  # the suffix rule ignores case
+    rc, out, err = run(capsys, ["prove", str(tiny_task), "--certificate", str(cert)])
+    assert rc == 0 and cert.exists(), err
+
+
+# -- the top-level guard: an unexpected exception is an internal error, never a verdict ---------
+
+
+def test_unexpected_exception_is_internal_error(capsys, tiny_task, monkeypatch):
+    import cnnproof.cli as cli
+
+    def broken(task, args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_prove", broken)
+    monkeypatch.delenv("CNNPROOF_DEBUG", raising=False)
+    rc, out, err = run(capsys, ["prove", str(tiny_task)])
+    assert rc == cli.EXIT_INTERNAL == 4
+    assert rc not in (0, 1, 2, 3)
+    assert one_line(err) and "Traceback" not in err, err
+    assert err.startswith("cnnproof: internal error") and "ZeroDivisionError: a bug" in err and "please report" in err
+    assert "CNNPROOF_DEBUG=1" in err
+    monkeypatch.setenv("CNNPROOF_DEBUG", "1")
+    rc, out, err = run(capsys, ["prove", str(tiny_task)])
+    assert rc == 4 and "Traceback" in err and "ZeroDivisionError: a bug" in err
+
+
+def test_memory_error_is_unknown(capsys, tiny_task, monkeypatch):
+    import cnnproof.cli as cli
+
+    def hungry(task, args):
+        raise MemoryError()
+
+    monkeypatch.setattr(cli, "cmd_prove", hungry)
+    rc, out, err = run(capsys, ["prove", str(tiny_task)])
+    assert rc == 3 and one_line(err) and "out of memory" in err
+
+
+def test_exit_codes_are_in_the_help(capsys):
+    rc, out, err = run(capsys, ["--help"])
+    assert rc == 0 and "4 internal error" in out

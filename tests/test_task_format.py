@@ -87,6 +87,8 @@ CASES = [
     # 5, 6: name and descriptions
     (5, "empty", doc(top='name = " "'), "name", r"must be a non-empty string"),
     (5, "int", doc(top="name = 3"), "name", r"must be a non-empty string, found 3"),
+    (5, "newline", doc(top='name = "t\\n"'), "name", r"must be one line of printable text, found 't\\n'"),
+    (5, "tab", doc(top='name = "a\\tb"'), "name", r"must be one line of printable text"),
     (6, "top", doc(top='name = "t"\ndescription = 3'), "description", r"must be a string, found an integer"),
     (6, "feature", doc(features=feat('"10"\ndescription = []')), "features.a.description", r"must be a string, found an array"),
     (6, "class", doc(classes=cls_x("description = true")), "classes.x.description", r"must be a string, found a boolean"),
@@ -147,6 +149,9 @@ CASES = [
     (29, "empty", doc(top='name = "t"\nfeatures = {}', features=""), "features", r"must be a non-empty table of \[features\.NAME\] tables"),
     (30, "space", doc(features='[features."a b"]\ntemplate = "1"'), "features.a b", r"invalid name: feature names must match"),
     (30, "digit-first", doc(features='[features.1a]\ntemplate = "1"'), "features.1a", r"invalid name"),
+    # a final newline: `re.match` with `$` accepted it, and the name broke z3's SMT-LIB comments
+    (30, "final-newline", doc(features=feat('"10"', name='"a\\n"'), classes='[classes.x]\nrequired = ["a\\n"]\n\n[classes.y]\nrequired = ["b"]'),
+     "features.'a\\n'", r"invalid name: feature names must match"),
     (31, "missing", doc(features='[features.a]\ndescription = "no template"'), "features.a.template", r"^missing$"),
     (32, "int", doc(features=feat("3")), "features.a.template", r"must be a string \(one channel\) or an array of strings, one per channel; found an integer"),
     (32, "int-array", doc(features=feat("[1, 0]")), "features.a.template", r"must be a string .* found an array"),
@@ -176,6 +181,8 @@ CASES = [
     (42, "missing", doc(classes=""), "classes", r"missing: define at least two classes"),
     (42, "one", doc(classes='[classes.x]\nrequired = ["a", "b"]'), "classes", r"must define at least two classes as \[classes\.NAME\], found 1"),
     (43, "space", doc(classes='[classes."x y"]\nrequired = ["a"]\n\n[classes.y]\nrequired = ["b"]'), "classes.x y",
+     r"invalid name: class names must match"),
+    (43, "final-newline", doc(classes='[classes."x\\n"]\nrequired = ["a"]\n\n[classes.y]\nrequired = ["b"]'), "classes.'x\\n'",
      r"invalid name: class names must match"),
     (44, "missing", doc(classes='[classes.x]\ndistractors = ["a"]\n\n[classes.y]\nrequired = ["b"]'), "classes.x.required",
      r"missing: a class needs at least one required feature"),

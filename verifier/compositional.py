@@ -35,6 +35,7 @@ import z3
 from cnnproof.constructions.scene_search import appear_together, forced_conflict, local_configuration, uncoverable_cell
 from cnnproof.constructions.scenes import SearchBudgetExceeded, base_image, find_scene
 from cnnproof.constructions.task import Task
+from cnnproof.verifier.deadline import DeadlineExceeded, alarm, check, z3_timeout_ms
 from cnnproof.verifier.errors import NotApplicable
 from cnnproof.verifier.exact import format_rational
 from cnnproof.verifier.network import Conv2d, Dense, Flatten, GlobalMaxPool, Network, Parallel, ReLU
@@ -402,12 +403,15 @@ def prove(task: Task, net: Network | None, q: Question, deadline: float | None =
     t0 = time.perf_counter()
     obligations: list[dict] = [] if record is None else record
     try:
-        if q.theorem == "wellposed":
-            v = _wellposed(task, q, obligations)
-        else:
-            if net is None:
-                raise NotApplicable("zero error needs a network")
-            v = _zero_error(task, net, q, obligations, jobs=jobs, progress=progress)
+        with alarm(deadline):
+            if q.theorem == "wellposed":
+                v = _wellposed(task, q, obligations)
+            else:
+                if net is None:
+                    raise NotApplicable("zero error needs a network")
+                v = _zero_error(task, net, q, obligations, jobs=jobs, progress=progress, deadline=deadline)
+    except DeadlineExceeded:
+        return Unknown("compositional", "timeout", {"obligations": len(obligations)})
     except Fallback as fb:
         if not fallback:
             return Unknown("compositional", f"lemmas undecided: {fb.reason}", {"obligations": len(obligations)})
@@ -467,7 +471,8 @@ def g_present(task: Task, img, f) -> bool:
     return bool(occurrences(task, img, f))
 
 
-def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict], jobs=None, progress=None) -> Verdict:
+def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict], jobs=None, progress=None,
+                deadline=None) -> Verdict:
     shape = decompose(net)
     if isinstance(shape, str):
         raise Fallback(f"network not of the form Head ∘ GlobalMax ∘ Local: {shape}")
@@ -488,7 +493,7 @@ def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict], 
     K = len(task.classes)
     n_units = max(1, min(jobs or 1, K))
     chunks = [list(range(k, K, n_units)) for k in range(n_units)]
-    results = make_executor(jobs).map(_scene_unit, [(task, ch, tied) for ch in chunks])
+    results = make_executor(jobs).map(_scene_unit, [(task, ch, tied) for ch in chunks], deadline=deadline)
     all_facts: list = [None] * K
     for ch, res in zip(chunks, results):
         for c, f in zip(ch, res):
@@ -522,7 +527,8 @@ def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict], 
                                 "discharged_by": {"procedure": "interval-head", "margin_lower_bound": format_rational(m)},
                                 "seconds": round(time.perf_counter() - t1, 6)})
             continue
-        verdict = _head_cegar(task, net, q, c, shape, windows, status, facts, obligations)
+        check(deadline)
+        verdict = _head_cegar(task, net, q, c, shape, windows, status, facts, obligations, deadline)
         if isinstance(verdict, (Refuted, Unknown)):
             return verdict
         bounds.append(verdict)
@@ -556,7 +562,18 @@ def _worst_witness(task, net, bounds, low) -> dict | None:
     return None
 
 
-def _head_cegar(task, net, q, c, shape, windows, status, facts, obligations):
+def _z3_check(s, deadline, *assumptions):
+    """``s.check`` with z3's timeout set from the time left; unknown past the deadline is a timeout."""
+    ms = z3_timeout_ms(deadline)
+    if ms is not None:
+        s.set("timeout", ms)
+    r = s.check(*assumptions)
+    if r == z3.unknown and deadline is not None and time.perf_counter() >= deadline:
+        raise DeadlineExceeded()
+    return r
+
+
+def _head_cegar(task, net, q, c, shape, windows, status, facts, obligations, deadline=None):
     """The head lemma by z3, refined by joint scene searches.
 
     Returns a Refuted verdict, or (proved for class c) its exact worst margin or None."""
@@ -567,14 +584,14 @@ def _head_cegar(task, net, q, c, shape, windows, status, facts, obligations):
     s.add(_violation(diffs, q))
     learned: list[list[str]] = []
     for _ in range(MAX_REFINEMENTS):
-        r = s.check()
+        r = _z3_check(s, deadline)
         if r == z3.unsat:
-            how = {"smt": _head_text(net, windows, status, learned, c, q)}
+            how = {"smt": _head_text(net, windows, status, learned, c, q, deadline)}
             s.pop()
-            m = _exact_class_margin(task, net, c, s, diffs)
+            m = _exact_class_margin(task, net, c, s, diffs, deadline)
             if m is not None:  # the bound as the checker re-decides it: the head query with margin m
                 try:
-                    _head_text(net, windows, status, learned, c, Question("zero_error", m))
+                    _head_text(net, windows, status, learned, c, Question("zero_error", m), deadline)
                     how["margin_lower_bound"] = format_rational(m)
                 except (Fallback, ValueError):
                     m = None
@@ -590,7 +607,7 @@ def _head_cegar(task, net, q, c, shape, windows, status, facts, obligations):
         off = [g for g in pres if g not in on]
         for g in list(on):
             trial = [pres[h] for h in on if h != g] + [z3.Not(pres[h]) for h in off + [g]]
-            if s.check(*trial) == z3.sat:
+            if _z3_check(s, deadline, *trial) == z3.sat:
                 on.remove(g)
                 off.append(g)
         if not on:
@@ -615,7 +632,7 @@ def _head_cegar(task, net, q, c, shape, windows, status, facts, obligations):
     raise Fallback(f"more than {MAX_REFINEMENTS} refinements for class {cls.name}")
 
 
-def _exact_class_margin(task, net, c, s, diffs) -> Fraction | None:
+def _exact_class_margin(task, net, c, s, diffs, deadline=None) -> Fraction | None:
     """The exact worst margin of class c when one concrete image attains the proven bound:
     evaluate one scene exactly, then ask whether any allowed pooled vector does worse."""
     scene = find_scene(task, task.classes[c])
@@ -623,7 +640,7 @@ def _exact_class_margin(task, net, c, s, diffs) -> Fraction | None:
     m = min(logits[c] - logits[o] for o in range(len(logits)) if o != c)
     s.push()
     s.add(_violation(diffs, None, below=m))
-    r = s.check()
+    r = _z3_check(s, deadline)
     s.pop()
     return m if r == z3.unsat else None
 
@@ -704,7 +721,7 @@ def _statuses(windows: list[Window], status: dict[int, bool | None]) -> dict[str
     return dict(sorted(out.items()))
 
 
-def _head_text(net, windows, status, learned, c, q) -> dict:
+def _head_text(net, windows, status, learned, c, q, deadline=None) -> dict:
     """The head lemma as SMT-LIB2 text from the checker's own generator, re-solved here."""
     try:
         from cnnproof.verifier.checker.head_query import head_smtlib
@@ -713,7 +730,7 @@ def _head_text(net, windows, status, learned, c, q) -> dict:
     text = head_smtlib(net, [_window_json(w) for w in windows], _statuses(windows, status), learned, c, q.margin)
     s = z3.Solver()
     s.from_string(text)
-    r = s.check()
+    r = _z3_check(s, deadline)
     if r != z3.unsat:
         raise Fallback(f"the checker's head query for class {c} is {r}, not unsat")
     return {"solver": f"z3 {z3.get_version_string()}", "result": "unsat", "smtlib": text}

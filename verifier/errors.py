@@ -1,7 +1,9 @@
 """One error hierarchy for cnnproof. Trusted: yes (soundness never relies on ``assert``).
 
 Every error carries the data a user needs: which file, which key or line, and why. The CLI
-maps :class:`InputError` to exit code 2 and never shows a traceback for it.
+maps :class:`InputError` to exit code 2 and never shows a traceback for it. Any other exception
+is a bug of cnnproof: the CLI reports it in one line as an *internal error* with exit code 4
+(never 0-3, which are verdicts and bad input), with the traceback only under CNNPROOF_DEBUG=1.
 """
 
 from __future__ import annotations

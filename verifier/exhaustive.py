@@ -10,6 +10,7 @@ on failure, the image with the smallest margin (the first found among equals).
 
 from __future__ import annotations
 
+import math
 import time
 from fractions import Fraction
 from typing import Callable
@@ -18,13 +19,45 @@ import numpy as np
 
 from cnnproof.constructions.scenes import base_image, base_image_int, enumerate_scenes, presence_int
 from cnnproof.constructions.task import Task
+from cnnproof.verifier.deadline import DeadlineExceeded, alarm
 from cnnproof.verifier.errors import NotApplicable
 from cnnproof.verifier.network import Network
 from cnnproof.verifier.outcome import Counterexample, Proved, Question, Refuted, Unknown, Verdict
 from cnnproof.verifier.recheck import confirm, witness_for
 
-BATCH = 4096
+BATCH = 4096  # at most this many images per batch
+MEMORY_BUDGET = 256 * 2**20  # bytes of arrays one batch may hold (images and every intermediate)
 DEFAULT_MAX_SCENES = 2_000_000
+
+
+def _peak_elements(layers, shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """The largest number of values any layer of ``layers`` holds for one image (inside parallel
+    branches too), and the output shape."""
+    from cnnproof.verifier.network import Parallel
+
+    peak = math.prod(shape)
+    for layer in layers:
+        if isinstance(layer, Parallel):
+            for b in layer.branches:
+                peak = max(peak, _peak_elements(b, shape)[0])
+        shape = layer.out_shape(shape)
+        peak = max(peak, math.prod(shape))
+    return peak, shape
+
+
+def batch_size(task: Task, net: Network | None, budget: int = MEMORY_BUDGET, cap: int = BATCH,
+               exact_ints: bool = True) -> int:
+    """How many images one exact batch may hold within ``budget`` bytes (at least 1).
+
+    Per image: the int64 image, and for the network every intermediate with the temporaries of
+    the evaluation (about four arrays of the largest layer); ``exact_ints=False`` (numbers past
+    int64, held as Python integers) counts 64 bytes a value. A 512x512 canvas gets batches of a
+    few dozen images instead of 4096 (8 GiB)."""
+    pixels = task.channels * task.height * task.width
+    peak = _peak_elements(net.layers, tuple(net.input_shape))[0] if net is not None else pixels
+    per_value = 8 if exact_ints else 64
+    per_image = per_value * (pixels + 4 * peak) + 3 * task.height * task.width * max(1, len(task.features))
+    return max(1, min(cap, budget // per_image))
 
 
 def prove(
@@ -34,8 +67,10 @@ def prove(
     max_scenes: int = DEFAULT_MAX_SCENES,
     deadline: float | None = None,
     progress: Callable[[int], None] | None = None,
+    budget: int = MEMORY_BUDGET,
 ) -> Verdict:
-    """Decide ``q`` by enumerating every scene of every class."""
+    """Decide ``q`` by enumerating every scene of every class, in batches sized by ``budget``
+    (bytes); UNKNOWN (timeout) when ``deadline`` passes."""
     if q.theorem == "zero_error" and task.noise != 0:
         raise NotApplicable(
             "the exhaustive method needs exact images (noise 0): with noise every class has "
@@ -43,20 +78,39 @@ def prove(
         )
     if q.theorem == "zero_error" and net is None:
         raise NotApplicable("zero error needs a network")
+    counter = [0]
+    try:
+        with alarm(deadline):
+            return _enumerate(task, net, q, max_scenes, deadline, progress, budget, counter)
+    except DeadlineExceeded:
+        return Unknown("exhaustive", "timeout", {"scenes": counter[0]})
+
+
+def _enumerate(task, net, q, max_scenes, deadline, progress, budget, counter) -> Verdict:
     t0 = time.perf_counter()
     seen = 0
+    most = batch_size(task, net if q.theorem == "zero_error" else None, budget)
+    if q.theorem == "zero_error" and most > 1 and _needs_python_ints(task, net):
+        most = batch_size(task, net, budget, exact_ints=False)
+    size = min(most, 64)  # small batches first; they grow while a batch takes under a second
+    tb = time.perf_counter()
     worst: tuple[Fraction, int, object, int] | None = None  # (gap, class, scene, other)
     for c, cls in enumerate(task.classes):
         batch = []
         for scene in enumerate_scenes(task, cls):
             batch.append(scene)
-            if len(batch) == BATCH:
+            if len(batch) == size:
                 found = _batch(task, net, q, c, batch)
                 if q.theorem == "wellposed" and found is not None:
                     return Refuted("exhaustive", confirm(task, net, q, found), {"scenes": seen + len(batch)})
                 worst = _better(worst, found)
                 seen += len(batch)
+                counter[0] = seen
                 batch = []
+                now = time.perf_counter()
+                if now - tb < 1.0:
+                    size = min(most, 2 * size)
+                tb = now
                 if progress:
                     progress(seen)
                 if seen > max_scenes:
@@ -82,6 +136,12 @@ def prove(
     cex = Counterexample(task.classes[c].name, scene, image, task.classes[o].name, logits)
     details["worst_margin"] = gap
     return Refuted("exhaustive", confirm(task, net, q, cex), details)
+
+
+def _needs_python_ints(task: Task, net: Network) -> bool:
+    """Does exact evaluation leave int64 (then values are Python integers, eight times larger)?"""
+    out, _ = net.evaluate_batch_int(base_image_int(task, ())[None], task.scale)
+    return out.dtype == object
 
 
 def _better(a, b):

@@ -430,6 +430,11 @@ def _reduce(x: np.ndarray, den: int) -> tuple[np.ndarray, int]:
     """Divide numerators and denominator by their gcd (keeps integers small)."""
     if den == 1:
         return x, 1
+    if x.dtype == np.int64 and x.size:  # numpy's exact int64 gcd (a Python loop took seconds on large images)
+        g = math.gcd(den, abs(int(np.gcd.reduce(np.abs(x.ravel())))))
+        if g == 1:
+            return x, den
+        return x // g, den // g
     g = den
     for v in x.ravel():
         g = math.gcd(g, int(v))

@@ -132,6 +132,13 @@ class _Importer:
         name = node.name or "(unnamed)"
         raise InputError(self.src, f"node {name!r} ({node.op_type})", reason)
 
+    def exact(self, node, arr: np.ndarray, what: str) -> np.ndarray:
+        """Fractions of a float array, exactly; NaN and infinities refused, naming the node."""
+        a = np.asarray(arr)
+        if not np.all(np.isfinite(a)):
+            self.fail(node, f"{what} contains NaN or an infinity")
+        return _exact(a, self.src, what)
+
     # -- inputs ----------------------------------------------------------------------------
     def read_initializers(self):
         from onnx import TensorProto, numpy_helper
@@ -393,7 +400,7 @@ class _Importer:
         stride, pads, dil = self.spatial(node, a, kernel, x.shape)
         group = a.get("group", 1)
         C = x.shape[0]
-        wq = _exact(w, self.src, f"initializer {node.input[1]!r}")
+        wq = self.exact(node, w, f"the weight {node.input[1]!r}")
         if group != 1:
             if C % group or O % group or w.shape[1] * group != C:
                 self.fail(node, f"group {group} does not divide {C} input and {O} output channels")
@@ -403,7 +410,7 @@ class _Importer:
             for gi in range(group):
                 full[gi * og : (gi + 1) * og, gi * ig : (gi + 1) * ig] = wq[gi * og : (gi + 1) * og]
             wq = full
-        bq = _exact(b, self.src, f"initializer {node.input[2] if len(node.input) > 2 else 'bias'!r}")
+        bq = self.exact(node, b, f"the bias {node.input[2] if len(node.input) > 2 else 'bias'!r}")
         return self.put(node, x, self._conv(node, wq, bq, stride, pads, dil))
 
     def _conv(self, node, w, b, stride, pads, dil):
@@ -506,7 +513,7 @@ class _Importer:
         O, I = w_oi.shape
         if I != x.shape[0]:
             self.fail(node, f"the weight has {I} inputs, the tensor {x.shape[0]}")
-        wq = _exact(w_oi, self.src, w_key)
+        wq = self.exact(node, w_oi, w_key)
         bq = fraction_array([0] * O, (O,)) if bias is None else bias
         return self.put(node, x, Dense(wq, bq))
 
@@ -518,7 +525,7 @@ class _Importer:
             c = c.reshape(O)
         else:
             self.fail(node, f"{key} has shape {c.shape}; a per-output vector of {O} is supported")
-        return _exact(c, self.src, key)
+        return self.exact(node, c, key)
 
     def op_Gemm(self, node, a):
         x = self.seq(node, node.input[0])
@@ -582,7 +589,7 @@ class _Importer:
             ok = False
         if not ok:
             self.fail(node, f"the constant of shape {c.shape} does not broadcast to the tensor {('N',) + x.shape}")
-        return _exact(c, self.src, f"the constant of node {node.name!r}")
+        return self.exact(node, c, "the constant")
 
     def _affine(self, node, x: _Seq, scale, shift) -> _Seq:
         scale = np.asarray(scale, dtype=object)
@@ -658,27 +665,31 @@ class _Importer:
         for arr, what in ((gamma, "scale"), (beta, "bias"), (mean, "mean"), (var, "variance")):
             if arr.shape != (C,):
                 self.fail(node, f"the {what} has shape {arr.shape}, expected ({C},)")
-        eps = Fraction(float(np.float32(a.get("epsilon", 1e-5))))
+        eps32 = np.float32(a.get("epsilon", 1e-5))
+        if not np.isfinite(eps32):
+            self.fail(node, f"epsilon must be a finite float32 number, is {a.get('epsilon')!r}")
+        eps = Fraction(float(eps32))
+        gamma, beta, mean, var = (self.exact(node, arr, f"the {what} {n!r}") for arr, what, n in
+                                  zip((gamma, beta, mean, var), ("scale", "bias", "mean", "variance"), node.input[1:5]))
         scale, shift = [], []
         irrational = False
         for c in range(C):
-            v = Fraction(float(var[c])) + eps
+            v = var[c] + eps
             if v <= 0:
                 self.fail(node, f"variance + epsilon of channel {c} is not positive")
             r, exact = _sqrt(v)
             irrational |= not exact
-            s = Fraction(float(gamma[c])) / r
+            s = gamma[c] / r
             scale.append(s)
-            shift.append(Fraction(float(beta[c])) - Fraction(float(mean[c])) * s)
+            shift.append(beta[c] - mean[c] * s)
         res = self._affine(node, x, fraction_array(scale, (C, 1, 1)), fraction_array(shift, (C, 1, 1)))
         # float32 at run time: var + eps, sqrt, divide, times gamma, mean * s, beta - ..., x * s, + shift
         # (any grouping: the rounding term also covers |s| |mean| + |beta|)
-        mags = [abs(s) * abs(Fraction(float(m))) + abs(Fraction(float(b))) for s, m, b in zip(scale, mean, beta)]
+        mags = [abs(s) * abs(m) + abs(b) for s, m, b in zip(scale, mean, beta)]
         self.extra[id(res.layers[-1])] = (8, mags)
         if irrational:
-            f = lambda arr: tuple(Fraction(float(v)) for v in arr)  # noqa: E731
-            self.inexact.append(InexactAffine(res.layers[-1], node.name or "(unnamed)", f(gamma), f(beta), f(mean),
-                                              tuple(Fraction(float(var[c])) + eps for c in range(C))))
+            self.inexact.append(InexactAffine(res.layers[-1], node.name or "(unnamed)", tuple(gamma), tuple(beta),
+                                              tuple(mean), tuple(var[c] + eps for c in range(C))))
             self.notes.append(f"BatchNormalization {node.name or '(unnamed)'!r}: 1/sqrt(var + eps) is irrational; the "
                               f"exact network uses a rational within 2^-{SQRT_BITS} (relative); a proof is checked against "
                               "the true values' enclosures, and a counterexample re-evaluated with them")

@@ -14,6 +14,7 @@ from typing import Callable
 
 from cnnproof.constructions.scenes import SearchBudgetExceeded, count_scenes
 from cnnproof.constructions.task import Task
+from cnnproof.verifier.deadline import DeadlineExceeded, alarm, remaining
 from cnnproof.verifier.errors import InputError, NotApplicable
 from cnnproof.verifier.network import Network
 from cnnproof.verifier.outcome import Question, Refuted, Unknown, Verdict
@@ -43,23 +44,43 @@ def prove(
     progress: Callable[[str], None] | None = None,
     jobs: int | None = None,
     bar: Callable[[int, int], None] | None = None,
+    deadline: float | None = None,
 ) -> Verdict:
-    """Decide question ``q`` for ``task`` (and ``net`` for zero error) with ``method``."""
+    """Decide question ``q`` for ``task`` (and ``net`` for zero error) with ``method``.
+
+    ``timeout`` (seconds from now) or ``deadline`` (an absolute ``time.perf_counter()``; the
+    earlier wins) bounds every route: past it the answer is UNKNOWN (timeout), whichever prover
+    is running (``verifier/deadline.py``). ``progress`` is told each route as it is taken."""
     if method not in METHODS:
         raise NotApplicable(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+    if timeout is not None and timeout != timeout:
+        raise NotApplicable("the timeout must be a number of seconds, found nan")  # (<= 0: UNKNOWN at once)
     if q.theorem == "zero_error":
         if net is None:
             raise NotApplicable("zero error needs a network")
         check_compatible(task, net)
-    deadline = None if timeout is None else time.perf_counter() + timeout
+    if timeout is not None:
+        at = time.perf_counter() + timeout
+        deadline = at if deadline is None else min(deadline, at)
+    route = [method]
+    try:
+        with alarm(deadline):
+            return _route(task, net, q, method, deadline, seed, progress, jobs, bar, route)
+    except DeadlineExceeded:
+        return Unknown(route[0], "timeout", {})
+
+
+def _route(task, net, q, method, deadline, seed, progress, jobs, bar, route: list[str]) -> Verdict:
+    if progress:
+        progress(f"method {method}" + ("" if deadline is None else f", deadline in {max(0.0, remaining(deadline)):.1f} s"))
     if method == "exhaustive":
         from cnnproof.verifier import exhaustive
 
-        return exhaustive.prove(task, net, q, deadline=deadline)
+        return exhaustive.prove(task, net, q, deadline=deadline, progress=_scenes_progress(progress))
     if method == "smt":
         from cnnproof.verifier import smt
 
-        return smt.prove(task, net, q, deadline=deadline)
+        return smt.prove(task, net, q, deadline=deadline, progress=progress)
     if method == "compositional":
         from cnnproof.verifier import compositional
 
@@ -69,6 +90,7 @@ def prove(
 
     prefix = "auto"
     if q.theorem == "wellposed" or not isinstance(compositional.decompose(net), str):
+        route[0] = "auto/compositional"
         if progress:
             progress("compositional: window, scene and head lemmas")
         v = compositional.prove(task, net, q, deadline=deadline, jobs=jobs, progress=bar, fallback=False)
@@ -82,9 +104,10 @@ def prove(
             progress(f"compositional: {v.reason}")
     from cnnproof.verifier import falsify
 
+    route[0] = _join(prefix, "falsifier")
     if progress:
         progress("falsifier: sampled scenes and noise corners")
-    cex = falsify.falsify(task, net, q, seed=seed)
+    cex = falsify.falsify(task, net, q, seed=seed, deadline=deadline)
     if cex is not None:
         return Refuted(_join(prefix, "falsifier"), cex)
     exhaustive_ok = not (q.theorem == "zero_error" and task.noise != 0)
@@ -96,15 +119,32 @@ def prove(
         if total is not None and total <= AUTO_EXHAUSTIVE_LIMIT:
             from cnnproof.verifier import exhaustive
 
+            route[0] = _join(prefix, "exhaustive")
             if progress:
                 progress(f"exhaustive: {total} scenes")
-            v = exhaustive.prove(task, net, q, deadline=deadline)
+            v = exhaustive.prove(task, net, q, deadline=deadline, progress=_scenes_progress(progress, total))
             return _rename(v, _join(prefix, "exhaustive"))
     from cnnproof.verifier import smt
 
+    route[0] = _join(prefix, "smt")
     if progress:
         progress("smt: one z3 query per class")
-    return _rename(smt.prove(task, net, q, deadline=deadline), _join(prefix, "smt"))
+    return _rename(smt.prove(task, net, q, deadline=deadline, progress=progress), _join(prefix, "smt"))
+
+
+def _scenes_progress(progress, total: int | None = None, every: float = 5.0):
+    """A scene counter for ``progress`` that speaks at most every ``every`` seconds."""
+    if progress is None:
+        return None
+    last = [time.perf_counter()]
+
+    def tell(seen: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= every:
+            last[0] = now
+            progress(f"exhaustive: {seen}" + ("" if total is None else f"/{total}") + " scenes")
+
+    return tell
 
 
 def _join(prefix: str, method: str) -> str:

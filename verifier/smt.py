@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import z3
@@ -48,6 +48,7 @@ from cnnproof.verifier.network import (
     Parallel,
     ReLU,
 )
+from cnnproof.verifier.deadline import DeadlineExceeded, alarm, check, solve
 from cnnproof.verifier.outcome import Counterexample, Proved, Question, Refuted, Unknown, Verdict
 from cnnproof.verifier.recheck import confirm, witness_for, worst_other
 
@@ -336,16 +337,27 @@ def _value(model: z3.ModelRef, term: z3.ArithRef) -> Fraction:
 # ---------------------------------------------------------------------------------------------
 
 
-def prove(task: Task, net: Network | None, q: Question, deadline: float | None = None) -> Verdict:
-    t0 = time.perf_counter()
+def prove(task: Task, net: Network | None, q: Question, deadline: float | None = None,
+          progress: Callable[[str], None] | None = None) -> Verdict:
+    """One z3 query per class. With a ``deadline`` the encoding is interrupted when it passes
+    and each query runs in a child process killed at the deadline (``deadline.solve``): UNKNOWN
+    (timeout), never a hang."""
     details: dict = {"solver": f"z3 {z3.get_version_string()}", "classes": {}}
+    try:
+        with alarm(deadline):
+            return _prove(task, net, q, deadline, details, progress)
+    except DeadlineExceeded:
+        return Unknown("smt", "timeout", details)
+
+
+def _prove(task: Task, net: Network | None, q: Question, deadline: float | None, details: dict,
+           progress: Callable[[str], None] | None) -> Verdict:
+    t0 = time.perf_counter()
     for c, cls in enumerate(task.classes):
+        check(deadline)
+        if progress:
+            progress(f"smt: class {cls.name} ({c + 1}/{len(task.classes)}): encoding")
         s = z3.Solver()
-        if deadline is not None:
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                return Unknown("smt", "timeout", details)
-            s.set("timeout", max(1, int(left * 1000)))
         tc = time.perf_counter()
         cands = _scene_constraints(task, cls, s, f"c{c}")
         base = _base_pixels(task, cands)
@@ -386,14 +398,22 @@ def prove(task: Task, net: Network | None, q: Question, deadline: float | None =
                 details["classes"][cls.name] = {"result": "unsat (by bounds)", "seconds": time.perf_counter() - tc}
                 continue
             s.add(z3.Or(viol))
-        r = s.check()
-        details["classes"][cls.name] = {"result": str(r), "seconds": time.perf_counter() - tc}
-        if r == z3.unsat:
+        if progress:
+            progress(f"smt: class {cls.name} ({c + 1}/{len(task.classes)}): solving")
+
+        def extract(m, cands=cands, noise_atoms=noise_atoms):  # runs where z3 ran (maybe a child)
+            noise = None
+            if noise_atoms is not None and task.noise:
+                noise = {idx: _value(m, noise_atoms[idx].term) for idx in np.ndindex(noise_atoms.shape)}
+            return _decode(task, m, cands), noise
+
+        r, payload, why = solve(s, deadline, extract)
+        details["classes"][cls.name] = {"result": r, "seconds": time.perf_counter() - tc}
+        if r == "unsat":
             continue
-        if r == z3.unknown:
-            return Unknown("smt", f"z3 answered unknown for class {cls.name}: {s.reason_unknown()}", details)
-        m = s.model()
-        scene = _decode(task, m, cands)
+        if r == "unknown":
+            return Unknown("smt", f"z3 answered unknown for class {cls.name}: {why}", details)
+        scene, noise = payload
         from cnnproof.constructions.scenes import base_image, occurrences
 
         img = base_image(task, scene)
@@ -405,9 +425,9 @@ def prove(task: Task, net: Network | None, q: Question, deadline: float | None =
 
                 raise SoundnessError(f"smt: the model's scene {scene} of class {cls.name} completes no other class")
             return Refuted("smt", confirm(task, None, q, w), details)
-        if task.noise:
+        if noise:
             for idx in np.ndindex(img.shape):
-                img[idx] = img[idx] + _value(m, noise_atoms[idx].term)
+                img[idx] = img[idx] + noise[idx]
         logits_exact = net.evaluate(img)
         o = worst_other(task, q, c, logits_exact)
         if o is None:

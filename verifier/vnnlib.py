@@ -380,8 +380,11 @@ def _write(task: Task, net: Network, directory: Path, margin: Fraction | None, n
         scenes = list(enumerate_scenes(task, cls))
         width = max(5, len(str(len(scenes) - 1)))
         gaps: list[tuple[Fraction, int]] = []
-        for k in range(0, len(scenes), BATCH):
-            gaps += _gaps(task, net, c, scenes[k:k + BATCH])
+        from cnnproof.verifier.exhaustive import batch_size
+
+        size = batch_size(task, net, cap=BATCH)  # a memory budget, not a fixed count (512x512: 8 GiB)
+        for k in range(0, len(scenes), size):
+            gaps += _gaps(task, net, c, scenes[k:k + size])
         for k, (scene, (gap, other)) in enumerate(zip(scenes, gaps)):
             rel = f"{VNNLIB_DIR}/{c}_{cls.name}_{k:0{width}d}.vnnlib"
             placed = ", ".join(f"{p.feature}@({p.row},{p.col})" for p in scene)
@@ -466,7 +469,8 @@ def export_command(task: Task, args, bar=None) -> int:
     """``cnnproof export-vnnlib TASK [--net N] -o DIR [--margin Q] [--max-scenes N] [--force]``.
 
     Exit 0 when the files are written, 2 on bad input (too many scenes, a non-empty folder
-    without --force, a network that does not fit, a write that fails: then nothing is left).
+    without --force, a network that does not fit, an ONNX file whose import holds rational
+    stand-ins for irrational BatchNormalization scales, a write that fails: then nothing is left).
     It proves nothing. ``bar`` is the terminal's progress bar over the queries: a context
     manager giving the callback ``(i, total)`` (or None); it is closed before anything is printed.
     """
@@ -481,6 +485,12 @@ def export_command(task: Task, args, bar=None) -> int:
 
     loaded = load_net_arg(task, args)
     net, desc = loaded.net, loaded.desc
+    if loaded.onnx is not None and loaded.onnx.inexact:  # the exact gaps would be the stand-ins', not the file's
+        names = ", ".join(sorted({repr(i.node) for i in loaded.onnx.inexact}))
+        raise InputError(args.net, "--net", f"BatchNormalization {names}: 1/sqrt(var + eps) is irrational, so the "
+                         "exact network holds rational stand-ins; the export's exact gaps and its ONNX model would "
+                         "be the stand-ins', not this file's (nothing written; `cnnproof prove --net` decides the "
+                         "file itself)")
     try:
         with bar or nullcontext() as progress:
             ex = export(task, net, args.output, margin=margin, max_scenes=args.max_scenes, force=args.force,

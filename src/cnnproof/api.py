@@ -38,6 +38,15 @@ if TYPE_CHECKING:
     from cnnproof.verifier.network import Network
     from cnnproof.verifier.outcome import Verdict
 
+class _Unbound:
+    """``check(margin=...)``'s default: the certificate's margin is not bound."""
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY = _Unbound()
+
 __all__ = ["load_task", "build_network", "check_task", "prove", "check", "default_task_path"]
 
 
@@ -87,24 +96,27 @@ def _task(task) -> tuple["Task", str | None]:
     return load_task(task), str(task)
 
 
-def _network(task: "Task", net) -> tuple["Network | None", str | None]:
-    """A Network, a file (cnnproof JSON, or ONNX read exactly), or None: the paper's network."""
+def _network(task: "Task", net) -> tuple["Network | None", str | None, tuple]:
+    """A Network, a file (cnnproof JSON, or ONNX read exactly), or None: the paper's network;
+    with the ONNX import's rational stand-ins for irrational values (``Imported.inexact``)."""
     from cnnproof.verifier.network import Network, load_network
     from cnnproof.verifier.prove import check_compatible
 
     if net is None:
-        return build_network(task), None
+        return build_network(task), None, ()
     if isinstance(net, Network):
-        return net, None
+        return net, None, ()
     path = str(net)
+    inexact: tuple = ()
     if path.lower().endswith(".onnx"):
         from cnnproof.verifier.onnx_import import load_onnx
 
-        loaded = load_onnx(path).net
+        imp = load_onnx(path)
+        loaded, inexact = imp.net, imp.inexact
     else:
         loaded = load_network(path)
     check_compatible(task, loaded, path)
-    return loaded, path
+    return loaded, path, inexact
 
 
 def _margin(margin) -> Fraction | None:
@@ -194,16 +206,36 @@ def prove(task: "Task | str | Path | None" = None, net: "Network | str | Path | 
     if certificate is not None and isinstance(net, Network):
         raise InputError(None, "certificate", "a certificate names its network's file: pass net as a path, or None "
                          "for the paper's network")
-    n, net_file = _network(t, net)
-    return _decide(t, n, net_file, Question("zero_error", _margin(margin)), task_file, method, timeout, seed, jobs,
-                   certificate)
+    n, net_file, inexact = _network(t, net)
+    q = Question("zero_error", _margin(margin))
+    if inexact:  # irrational BatchNormalization scales: the verdict must be true of the file
+        from cnnproof.verifier.checker.check import standins_reason
+        from cnnproof.verifier.outcome import Proved
+        from cnnproof.verifier.prove import prove as _prove
+        from cnnproof.verifier.recheck import for_the_file
+
+        if certificate is not None:
+            raise InputError(None, "certificate", f"no certificate written: {standins_reason(net_file, inexact)}")
+        v = _prove(t, n, q, method=method, timeout=timeout, seed=seed, jobs=jobs)
+        return for_the_file(t, n, inexact, q, v, lambda q2: isinstance(
+            _prove(t, n, q2, method=method, timeout=timeout, seed=seed, jobs=jobs), Proved))
+    return _decide(t, n, net_file, q, task_file, method, timeout, seed, jobs, certificate)
 
 
-def check(certificate: str | Path, task: str | Path | None = None, net: str | Path | None = None) -> "CheckResult":
+def check(certificate: str | Path, task: str | Path | None = None, net: str | Path | None = None, *,
+          theorem: str | None = None, margin=ANY, paper_network: bool = False) -> "CheckResult":
     """Re-validate a certificate with the small fenced checker (every SMT obligation re-decided
     by z3 and cvc5). ``CheckResult.ok`` is True only when every obligation was regenerated and
     discharged; ``reason`` says what failed; ``relied_on`` what the check relied on. ``task``
     and ``net`` override the files the certificate names.
+
+    Bind the certificate to the claim you want, as ``cnnproof check`` does: ``theorem``
+    ("zero_error" or "wellposed"), ``margin`` (None: the strict claim N_c > N_c'; an exact
+    rational: N_c - N_c' >= margin; default: any), ``task``/``net`` (by sha256, against the
+    files given) and ``paper_network=True`` (the network the task builds). A certificate of
+    another claim is rejected (``ok`` False, ``reason`` says which binding failed). An ONNX
+    network whose import holds rational stand-ins (an irrational BatchNormalization scale) is
+    rejected: no certificate covers such a file.
 
     >>> import os, tempfile
     >>> cert = os.path.join(tempfile.mkdtemp(), "faces.json")
@@ -212,8 +244,14 @@ def check(certificate: str | Path, task: str | Path | None = None, net: str | Pa
     >>> r = check(cert)
     >>> r.ok, r.verdict
     (True, 'PROVED')
+    >>> check(cert, theorem="wellposed").ok     # a certificate of zero error, not well-posedness
+    False
     """
-    from cnnproof.verifier.checker.check import check_certificate
+    from cnnproof.verifier.checker import check as _check
 
-    return check_certificate(certificate, task_path=None if task is None else str(task),
-                             net_path=None if net is None else str(net))
+    if theorem is not None and theorem not in ("zero_error", "wellposed"):
+        raise InputError(None, "theorem", f"is {theorem!r}; expected 'zero_error' or 'wellposed'")
+    want = _check.ANY if margin is ANY else _margin(margin)
+    return _check.check_certificate(certificate, task_path=None if task is None else str(task),
+                                    net_path=None if net is None else str(net), theorem=theorem, margin=want,
+                                    paper_network=paper_network)

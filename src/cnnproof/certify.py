@@ -212,6 +212,12 @@ def _prove_and_check(en: Entry, theorem: str, margin=None, write_to: Path | None
     from cnnproof.verifier.outcome import Question
 
     ze = theorem == "zero_error"
+    if ze and en.imported is not None:
+        from cnnproof.verifier.checker.check import standins_reason
+
+        why = standins_reason(en.net_file, en.imported.inexact)
+        if why is not None:  # a verdict of the stand-ins is not the file's: none is counted
+            return None, f"not proved anew: {why}; no certificate written"
     q = Question(theorem, margin if margin is not None else en.margin_claim if ze else None)
     obligations: list = []
     t0 = time.perf_counter()
@@ -266,7 +272,7 @@ def _float_claim(en: Entry, res) -> tuple[bool, str]:
     c = floatbound.decide(fb, max(known) if known else None, m.get("worst_case_margin") is not None, prove_margin)
     if c.argument == "integer":
         return True, "PROVED (integer argument)"
-    how = f"{c.argument} {float(c.bound):.3g}" if c.bound is not None else "overflow"
+    how = f"{c.argument} {floatbound.fmt_up(c.bound)}" if c.bound is not None else "overflow"
     return c.status == "PROVED", f"{c.status} ({how})"
 
 

@@ -1,5 +1,5 @@
 """The ``cnnproof`` command. Exit codes: 0 proved/valid, 1 refuted/rejected, 2 bad input or
-usage, 3 unknown.
+usage, 3 unknown, 4 internal error (a bug of cnnproof: no verdict at all).
 
 Stage: the driver (task -> network -> verdict), no logic of its own.
 """
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import time
 from fractions import Fraction
@@ -21,14 +23,42 @@ from cnnproof.verifier.exact import format_rational
 from cnnproof.verifier.network import write_atomic
 from cnnproof.verifier.prove import METHODS
 
-EXIT_PROVED, EXIT_REFUTED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+EXIT_PROVED, EXIT_REFUTED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_SUMMARY = ("Exit codes: 0 proved/valid, 1 refuted/rejected, 2 bad input or usage, 3 unknown "
+              "(timeout, solver unknown, resource limit), 4 internal error (a bug of cnnproof; no verdict).")
+DEBUG_ENV = "CNNPROOF_DEBUG"  # set to 1: an internal error also prints its traceback
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # usage errors exit 2 with a clear message
+    def error(self, message: str):  # usage errors exit 2: the usage, then one line saying what is wrong
         self.print_usage(sys.stderr)
         print(f"cnnproof: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+
+def _seconds(raw: str) -> float:
+    """``--timeout S``: a finite number of seconds > 0."""
+    try:
+        v = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, found {raw!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, found {raw!r}")
+    return v
+
+
+def _positive_int(raw: str) -> int:
+    """A whole number >= 1 (``--jobs``; ``-n`` and ``--max-scenes`` are checked by their commands)."""
+    try:
+        v = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, found {raw!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, found {raw!r}")
+    return v
+
+
+TIMEOUT_HELP = "give up (UNKNOWN, exit 3) after S seconds (S > 0), on every route; default: no deadline"
 
 
 class _SubParser(_Parser):
@@ -70,7 +100,14 @@ def _exit_epilog(command: str) -> str:
             f"  0  {ok}\n"
             f"  1  {refuted}\n"
             "  2  bad input or usage (one line naming the file, key and reason; nothing half-written)\n"
-            f"  3  {unknown}")
+            f"  3  {unknown}\n"
+            "  4  internal error: a bug of cnnproof, never a verdict (one line; CNNPROOF_DEBUG=1 shows the traceback)\n"
+            "Without --timeout a proof runs until it is done (on a terminal it names each route taken and the\n"
+            "time so far); --timeout S (S > 0) answers UNKNOWN after S seconds on every route.")
+
+
+_PROVE_OPTIONS = ("--net", "--classes", "--ignore-metadata", "--method", "--margin", "--timeout", "--seed",
+                  "--certificate", "--jobs", "--json", "--png")  # options that imply `prove`
 
 
 def default_task_path() -> Path:
@@ -91,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and prove, by exact arithmetic and SMT, that it classifies every image of the task "
         "correctly, or show an image on which it does not. Without a subcommand: prove the "
         "bundled default task.",
-        epilog="Exit codes: 0 proved/valid, 1 refuted/rejected, 2 bad input or usage, 3 unknown.",
+        epilog=EXIT_SUMMARY + " Without --timeout a proof runs until it is done (on a terminal it "
+        "shows the route taken and its progress); --timeout S answers UNKNOWN after S seconds.",
     )
     ap.add_argument("--version", action="version", version=f"cnnproof {__version__}")
     sub = ap.add_subparsers(dest="command", parser_class=_SubParser)
@@ -99,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-task", help="prove a task well-posed, or show the image where a feature appears by accident")
     _task_arg(p, optional=True)
     p.add_argument("--method", default="auto", choices=list(METHODS), help=METHOD_HELP)
-    p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up (UNKNOWN, exit 3) after S seconds")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="S", help=TIMEOUT_HELP)
     p.add_argument("--certificate", metavar="CERT.json", help="write the proof as a certificate (compositional method) for `cnnproof check`")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--png", metavar="FILE.png", help="draw the witness image (when REFUTED) with the accidental windows outlined (docs/pictures.md)")
@@ -119,10 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "weights recorded in the file's metadata (the proof never trusts the metadata either way)")
     p.add_argument("--method", default="auto", choices=list(METHODS), help=METHOD_HELP)
     p.add_argument("--margin", metavar="Q", help="prove N_c - N_c' >= Q (an exact rational such as 1/2); default: strict N_c > N_c'")
-    p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up (UNKNOWN, exit 3) after S seconds")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="S", help=TIMEOUT_HELP)
     p.add_argument("--seed", type=int, default=0, help="seed of the falsifier (auto)")
     p.add_argument("--certificate", metavar="CERT.json", help="write the proof as a certificate (compositional method) for `cnnproof check`")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="solve independent obligations in N processes (default 1)")
+    p.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="solve independent obligations in N processes (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--png", metavar="FILE.png", help="draw the counterexample (when REFUTED) with its windows outlined and the logits beside it (docs/pictures.md)")
 
@@ -131,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="the ONNX file to write (atomically)")
     p.add_argument("--task", metavar="TASK.toml", help="with a NET.json source: prove it on this task and record the task's sha256")
     p.add_argument("--certificate", metavar="CERT.json", help="record this certificate's sha256 and margin (it must certify this network)")
-    p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up proving after S seconds")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="S", help="give up proving after S seconds (S > 0); default: no deadline")
     p.add_argument("--force", action="store_true", help="export even when the network is not proved on the task")
 
     p = sub.add_parser("sample", help="draw images of a task: a PNG contact sheet or an .npz dataset")
@@ -185,25 +223,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        argv = ["prove"]
+    if not argv or argv[0].split("=")[0] in _PROVE_OPTIONS:
+        argv = ["prove"] + argv  # `cnnproof --timeout 5` proves the bundled task with that option
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.command is None:
         args = ap.parse_args(["prove"] + argv)
+    from cnnproof.verifier.deadline import after
+
+    args.deadline = after(getattr(args, "timeout", None))  # one deadline for the whole command
     try:
         return _dispatch(args)
     except CnnproofError as e:
-        print(f"cnnproof: error: {e}", file=sys.stderr)
+        print(f"cnnproof: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("cnnproof: interrupted", file=sys.stderr)
         return EXIT_UNKNOWN
     except BrokenPipeError:  # e.g. `cnnproof show | head`: the reader left; not an error of ours
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_PROVED
+    except MemoryError:
+        print("cnnproof: out of memory: nothing was proved or refuted (UNKNOWN)", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except Exception as e:  # anything else is a bug of ours: never a verdict (exit 4, not 0-3)
+        return internal_error(e)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
+
+
+def internal_error(e: BaseException) -> int:
+    """Report an unexpected exception as an internal error (exit 4): one line, the traceback
+    only when the environment sets CNNPROOF_DEBUG=1."""
+    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)
+    what = _one_line(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+    print(f"cnnproof: internal error (a bug of cnnproof; nothing was proved or refuted): {what}; please report it "
+          f"with the command line{'' if os.environ.get(DEBUG_ENV) else f' and the traceback ({DEBUG_ENV}=1 shows it)'}",
+          file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def _dispatch(args) -> int:
@@ -213,16 +275,13 @@ def _dispatch(args) -> int:
         return cmd_certify(args)
     if args.command == "check":
         return cmd_check(args)
+    if args.command in ("check-task", "prove", "build", "sample", "show", "export-vnnlib") and args.task is None:
+        args.task = str(default_task_path())
+    check_outputs(args)  # every output path is checked before any work, not after the proof
     if args.command == "export":
         from cnnproof.onnx_commands import cmd_export
 
         return cmd_export(args)
-    if getattr(args, "task", None) is None:
-        args.task = str(default_task_path())
-    if getattr(args, "png", None):
-        from cnnproof.constructions.picture import check_png_path
-
-        check_png_path(args.png)  # a bad --png path fails before the proof, not after it
     task = load_task(args.task)
     if args.command == "check-task":
         return cmd_check_task(task, args)
@@ -244,6 +303,52 @@ def _dispatch(args) -> int:
 
         return export_command(task, args, bar=_progress_bar(True, "queries"))
     raise InputError(None, None, f"unknown command {args.command}")
+
+
+# -- output paths --------------------------------------------------------------------------------
+
+# per command: (option, attribute, what is written, allowed suffixes); None: a folder
+_OUTPUTS = {
+    "prove": [("--certificate", "certificate", "the certificate", (".json",)), ("--png", "png", "the --png picture", (".png",))],
+    "check-task": [("--certificate", "certificate", "the certificate", (".json",)), ("--png", "png", "the --png picture", (".png",))],
+    "build": [("-o", "output", "the network", (".json",))],
+    "export": [("-o", "output", "the model", (".onnx",))],
+    "sample": [("-o", "output", "the samples", (".png", ".npz"))],
+    "export-vnnlib": [("-o", "output", "the export", None)],
+}
+_INPUTS = ("task", "net", "source")  # attributes naming files a command reads
+
+
+def check_outputs(args) -> None:
+    """Refuse, before any work, an output path that cannot be written or would be wrong
+    (InputError, exit 2): a missing or unwritable folder, a directory where a file goes, a suffix
+    that is not the format written (``--png x.txt``), or one of the command's own input files."""
+    inputs = [getattr(args, a, None) for a in _INPUTS]
+    if args.command == "export":
+        inputs.append(args.certificate)  # export reads a certificate
+    inputs = [Path(x) for x in inputs if x]
+    for option, attr, what, suffixes in _OUTPUTS.get(args.command, []):
+        raw = getattr(args, attr, None)
+        if not raw:
+            continue
+        p = Path(raw)
+        if suffixes is None:  # a folder (export-vnnlib creates it, with its parents)
+            if p.exists() and not p.is_dir():
+                raise InputError(raw, option, f"cannot write {what}: it exists and is not a folder")
+            continue
+        if p.is_dir():
+            raise InputError(raw, option, f"cannot write {what}: it is a directory (give a file name ending in {suffixes[0]})")
+        if p.suffix.lower() not in suffixes:
+            raise InputError(raw, option, f"cannot write {what}: the file name must end in {' or '.join(suffixes)} "
+                             f"(the format written), found {p.suffix or 'no suffix'!r}")
+        parent = p.parent
+        if not parent.is_dir():
+            raise InputError(raw, option, f"cannot write {what}: directory {str(parent)!r} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise InputError(raw, option, f"cannot write {what}: directory {str(parent)!r} is not writable")
+        for q in inputs:
+            if q.exists() and p.exists() and os.path.samefile(p, q):
+                raise InputError(raw, option, f"cannot write {what}: it is an input of this command ({q})")
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -331,9 +436,13 @@ class _progress_bar:
         return False
 
 
+_T0 = time.perf_counter()
+
+
 def _status(msg: str) -> None:
+    """A progress line on stderr (only on a terminal): the route taken, with the time so far."""
     if sys.stderr.isatty():
-        print(f"  ... {msg}", file=sys.stderr)
+        print(f"  ... [{time.perf_counter() - _T0:7.1f} s] {msg}", file=sys.stderr)
 
 
 def cmd_check_task(task, args) -> int:
@@ -345,7 +454,7 @@ def cmd_check_task(task, args) -> int:
     if args.certificate:
         v = _certified(task, args.task, None, None, q, args)
     else:
-        v = prove(task, None, q, method=args.method, timeout=args.timeout, progress=None if args.json else _status)
+        v = prove(task, None, q, method=args.method, deadline=args.deadline, progress=None if args.json else _status)
     return _report(task, None, q, v, time.perf_counter() - t0, args)
 
 
@@ -357,9 +466,23 @@ def _certified(task, task_file, net, net_file, q, args):
 
     if args.method not in ("auto", "compositional"):
         raise InputError(None, "--certificate", f"certificates are written by the compositional method, not {args.method}")
+    if net_file is not None:
+        from cnnproof.onnx_commands import is_onnx
+
+        if is_onnx(net_file):  # rational stand-ins: a certificate would be about them, not the file
+            from cnnproof.verifier.checker.check import standins_reason
+            from cnnproof.verifier.onnx_import import load_onnx
+
+            why = standins_reason(net_file, load_onnx(net_file, classes=list(net.class_names),
+                                                      check_metadata=False).inexact)
+            if why is not None:
+                raise InputError(None, "--certificate", f"no certificate written: {why}")
     obligations: list = []
     t0 = time.perf_counter()
-    v = compositional.prove(task, net, q, fallback=False, record=obligations, jobs=getattr(args, "jobs", 1))
+    if not args.json:
+        _status("compositional (certified): window, scene and head lemmas")
+    v = compositional.prove(task, net, q, fallback=False, record=obligations, jobs=getattr(args, "jobs", 1),
+                            deadline=getattr(args, "deadline", None))
     cert = make_certificate(task, task_file, net, net_file, q, v, obligations, time.perf_counter() - t0,
                             cert_path=args.certificate)
     try:
@@ -409,16 +532,17 @@ def cmd_prove(task, args) -> int:
         v = _certified(task, args.task, net, args.net, q, args)
     else:
         with _progress_bar(not args.json) as bar:
-            v = prove(task, net, q, method=args.method, timeout=args.timeout, seed=args.seed,
+            v = prove(task, net, q, method=args.method, deadline=args.deadline, seed=args.seed,
                       progress=None if args.json else _status, jobs=args.jobs, bar=bar)
     if loaded.onnx is not None and loaded.onnx.inexact:  # irrational BatchNormalization scales: true of the file?
         from cnnproof.verifier.outcome import Proved
         from cnnproof.verifier.recheck import for_the_file
 
         v = for_the_file(task, net, loaded.onnx.inexact, q, v, lambda q2: isinstance(
-            prove(task, net, q2, method=args.method, timeout=args.timeout, seed=args.seed, jobs=args.jobs), Proved),
+            prove(task, net, q2, method=args.method, deadline=args.deadline, seed=args.seed, jobs=args.jobs), Proved),
             notes=loaded.onnx.notes)
-    fl = float_claim(task, loaded, q, v, lambda q2: prove(task, net, q2, method=args.method, timeout=args.timeout,
+    # the float32 claim's re-proof (with a margin) shares the command's deadline: never a fresh one
+    fl = float_claim(task, loaded, q, v, lambda q2: prove(task, net, q2, method=args.method, deadline=args.deadline,
                                                           seed=args.seed, jobs=args.jobs))
     return _report(task, net, q, v, time.perf_counter() - t0, args, net_desc, float_claim=fl, loaded=loaded)
 

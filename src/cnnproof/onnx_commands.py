@@ -208,7 +208,7 @@ def cmd_export(args) -> int:
             from cnnproof.verifier.prove import prove
 
             q = Question("zero_error")
-            v = prove(task, net, q, method="auto", timeout=args.timeout)
+            v = prove(task, net, q, method="auto", deadline=args.deadline)
             if not isinstance(v, Proved):
                 if not args.force:
                     print(f"refusing to export: the network is not proved on task {task.name} ({v.verdict}; "
@@ -220,7 +220,7 @@ def cmd_export(args) -> int:
                 margin = v.margin
                 proof_status = "proved"
                 fl = float_claim(task, LoadedNet(net, src), q, v,
-                                 lambda q2: prove(task, net, q2, method="auto", timeout=args.timeout))
+                                 lambda q2: prove(task, net, q2, method="auto", deadline=args.deadline))
                 claim_text = fl.text if fl else None
                 float_status = fl.status if fl else None
         elif not claim_text:
@@ -229,7 +229,7 @@ def cmd_export(args) -> int:
             from cnnproof.verifier.prove import prove
 
             fl = floatbound.decide(floatbound.analyse(task, net), margin, False, lambda m: isinstance(
-                prove(task, net, Question("zero_error", m), method="auto", timeout=args.timeout), Proved))
+                prove(task, net, Question("zero_error", m), method="auto", deadline=args.deadline), Proved))
             claim_text, float_status = fl.text, fl.status
     if claim_text and float_status is None:
         float_status = "PROVED" if claim_text.startswith("PROVED") else "UNKNOWN"

@@ -99,7 +99,10 @@ def _q(v, where: str) -> Fraction:
 
 def _read_network(path, classes) -> Network:
     """A cnnproof JSON network, or an ONNX file read exactly (its outputs named as the theorem's
-    classes; of its metadata only cnnproof.classes is consulted: it must name the same classes)."""
+    classes; of its metadata only cnnproof.classes is consulted: when present it must name the
+    same classes in the same order). An ONNX file whose import needs rational stand-ins
+    for irrational values (a BatchNormalization scale 1/sqrt(var + eps)) is rejected: the exact
+    network is then not the file's function, and the obligations would be about the stand-ins."""
     if str(path).lower().endswith(".onnx"):
         from cnnproof.verifier.onnx_import import load_onnx
 
@@ -115,8 +118,27 @@ def _read_network(path, classes) -> Network:
             if named != list(classes):
                 raise Rejected(f"the ONNX file {path} names its outputs {named!r} (metadata cnnproof.classes), the "
                                f"certificate's theorem is about classes {list(classes)} in that order")
+        why = standins_reason(path, imp.inexact)
+        if why is not None:
+            raise Rejected(why)
         return imp.net
     return load_network(path)
+
+
+def standins_reason(source, inexact) -> str | None:
+    """Why no certificate covers an ONNX file whose import holds rational stand-ins
+    (``Imported.inexact``), or None when it holds none. The certificate's obligations are about
+    the exact network, which is then not the file's function, and this checker does not
+    re-establish a claim for the true (irrational) values. The rule the checker applies, and the
+    reason ``certify``, ``prove --certificate`` and ``export-vnnlib`` give for the same file."""
+    if not inexact:
+        return None
+    names = ", ".join(sorted({repr(i.node) for i in inexact}))
+    return (f"network file {source}: BatchNormalization {names} "
+            f"{'has an irrational scale' if len(inexact) == 1 else 'have irrational scales'} 1/sqrt(var + eps), "
+            "so the exact network holds rational stand-ins and is not the file's function; the fenced checker does "
+            "not re-establish a claim for the true values, so no certificate covers this file "
+            "(`cnnproof prove --net` decides it for the file)")
 
 
 def _resolve(name, cert_path: Path, key: str, option: str) -> str:
