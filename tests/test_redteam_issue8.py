@@ -120,3 +120,36 @@ def test_an_overridable_initializer_is_not_proved_as_a_constant(tmp_path, capsys
     code = main(["prove", str(tmp_path / "lr.toml"), "--net", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
     assert code == 2 and "'G'" in err
+
+
+HUGE = "1" + "0" * 5000  # beyond Python's int() digit limit (4300)
+
+
+@pytest.mark.parametrize("what", ["task", "manifest", "network", "onnx_metadata"])
+def test_an_integer_beyond_the_digit_limit_is_bad_input_not_an_internal_error(tmp_path, capsys, what):
+    """json and tomllib raise a bare ValueError (not their decode errors) for an integer literal
+    of more than 4300 digits: it came out as an internal error (exit 4), it is bad input (exit 2)."""
+    (tmp_path / "lr.toml").write_text(LR_TASK)
+    if what == "task":
+        (tmp_path / "big.toml").write_text(LR_TASK.replace("width = 2", f"width = {HUGE}"))
+        argv = ["show", str(tmp_path / "big.toml")]
+    elif what == "manifest":
+        (tmp_path / "manifest.toml").write_text(f'[[task]]\nfile = "lr.toml"\nnetwork = "PROVED"\nmargin_claim = {HUGE}\n')
+        argv = ["certify", str(tmp_path)]
+    elif what == "network":
+        net = json.loads((ROOT / "proofs" / "bad" / "stem.net.json").read_text())
+        text = json.dumps(net).replace('"bias": [-1]', f'"bias": [-{HUGE}]')
+        assert HUGE in text
+        (tmp_path / "n.json").write_text(text)
+        argv = ["prove", str(ROOT / "proofs" / "tasks" / "touching.toml"), "--net", str(tmp_path / "n.json")]
+    else:
+        m = onnx.load(str(ONNX_DIR / "models" / "faces.onnx"))
+        for p in m.metadata_props:
+            if p.key == "cnnproof.exact_network":
+                p.value = p.value.replace('"version":1', f'"version":{HUGE}')
+                assert HUGE in p.value
+        onnx.save(m, str(tmp_path / "m.onnx"))
+        argv = ["prove", str(ROOT / "proofs" / "tasks" / "faces.toml"), "--net", str(tmp_path / "m.onnx")]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "internal error" not in err and len(err.strip().splitlines()) == 1, err

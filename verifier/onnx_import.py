@@ -323,7 +323,7 @@ class _Importer:
         meta = {p.key: p.value for p in self.model.metadata_props}
         try:  # informational labels of the pooled channels (they do not change the function)
             channels = json.loads(meta.get("cnnproof.channel_names", "[]"))
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             channels = []
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
             channels = []
@@ -345,7 +345,7 @@ class _Importer:
                                  "pass --classes NAME,NAME,... (output index order)")
             try:
                 names = json.loads(raw)
-            except (json.JSONDecodeError, RecursionError):
+            except (ValueError, RecursionError):
                 raise InputError(self.src, "metadata_props cnnproof.classes", "is not a JSON array of names") from None
             where = "metadata_props cnnproof.classes"
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -766,7 +766,7 @@ def compare_metadata(imp: Imported) -> bool:
     key = "metadata_props cnnproof.exact_network"
     try:
         recorded = network_from_json(json.loads(raw), f"{imp.source} ({key})")
-    except (json.JSONDecodeError, InputError) as e:
+    except (ValueError, InputError) as e:  # ValueError: bad JSON, or an integer beyond int()'s digit limit
         raise InputError(imp.source, key, f"is not a cnnproof network: {e}") from None
     except RecursionError:
         raise InputError(imp.source, key, "is not a cnnproof network: JSON nested too deeply") from None

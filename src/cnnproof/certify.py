@@ -120,6 +120,8 @@ def load_manifest(directory: str, update: bool = False) -> list[Entry]:
         raise InputError(str(mf), None, f"not valid TOML: {e}") from None
     except RecursionError:
         raise InputError(str(mf), None, "not a manifest: TOML nested too deeply") from None
+    except ValueError:  # an integer literal beyond Python's int() digit limit
+        raise InputError(str(mf), None, "not a manifest: an integer of more than 4300 digits (too long to read)") from None
     for key in data:
         if key != "task":
             raise InputError(str(mf), key, "unknown key (a manifest is a list of [[task]] entries)")
