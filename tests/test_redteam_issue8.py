@@ -153,3 +153,15 @@ def test_an_integer_beyond_the_digit_limit_is_bad_input_not_an_internal_error(tm
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2 and "internal error" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_api_refuses_a_net_and_the_paper_network_together():
+    """api.check(cert, net=MUTANT, paper_network=True) checked the paper's network and silently
+    ignored the mutant: ok True for a net the certificate does not cover (the CLI refused the
+    pair; the API and the checker did not)."""
+    from cnnproof import api
+    from cnnproof.verifier.errors import InputError
+
+    with pytest.raises(InputError, match="two different networks"):
+        api.check(ROOT / "proofs" / "certificates" / "faces.json", net=ONNX_DIR / "models" / "faces_mutant.onnx",
+                  paper_network=True)

@@ -178,6 +178,8 @@ def check_certificate(cert_path, task_path=None, net_path=None, progress=None, *
     (None: strict; a Fraction: that μ), the task (``task_path``) and the network: ``net_path``, or
     ``paper_network`` (the network the task builds). A certificate of anything else is rejected."""
     cert_path = Path(cert_path)
+    if net_path and paper_network:  # two networks: checking one would silently ignore the other
+        raise InputError(str(net_path), "paper_network", "and a network file name two different networks: give one")
     try:
         cert = json.loads(cert_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
