@@ -165,3 +165,31 @@ def test_the_api_refuses_a_net_and_the_paper_network_together():
     with pytest.raises(InputError, match="two different networks"):
         api.check(ROOT / "proofs" / "certificates" / "faces.json", net=ONNX_DIR / "models" / "faces_mutant.onnx",
                   paper_network=True)
+
+
+def test_a_batchnorm_whose_var_plus_eps_overflows_is_not_claimed_in_float32(tmp_path, capsys):
+    """BatchNormalization with var = 3e38, epsilon = 1e38: var + eps is infinite in float32, so
+    onnxruntime divides by sqrt(inf) and outputs [0, 0] (a tie) on both images, yet the float32
+    claim said PROVED (the bound checked the scale, never the runtime's var + eps)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    ort = pytest.importorskip("onnxruntime")
+    (tmp_path / "lr.toml").write_text(LR_TASK)
+    nodes = [helper.make_node("BatchNormalization", ["image", "g", "b", "m", "v"], ["n"], epsilon=1e38),
+             helper.make_node("Flatten", ["n"], ["f"], axis=1), helper.make_node("Gemm", ["f", "G"], ["logits"], transB=1)]
+    inits = {"g": [1], "b": [0], "m": [0], "v": [3e38], "G": [[1, -1], [-1, 1]]}
+    g = helper.make_graph(nodes, "bn", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 1, 2])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])],
+                          [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    m.metadata_props.add(key="cnnproof.classes", value='["a", "b"]')
+    path = str(tmp_path / "bn.onnx")
+    onnx.save(m, path)
+    x = np.array([[[[1, 0]]], [[[0, 1]]]], np.float32)
+    out = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    assert (out == 0).all()  # the file ties on both images
+    code = main(["prove", str(tmp_path / "lr.toml"), "--net", path, "--json"])
+    res = json.loads(capsys.readouterr().out)
+    assert res["verdict"] == "PROVED" and res["float32"]["status"] == "UNKNOWN" and code == 3, res["float32"]
+    assert "var + epsilon" in res["float32"]["text"]

@@ -686,7 +686,9 @@ class _Importer:
         # float32 at run time: var + eps, sqrt, divide, times gamma, mean * s, beta - ..., x * s, + shift
         # (any grouping: the rounding term also covers |s| |mean| + |beta|)
         mags = [abs(s) * abs(m) + abs(b) for s, m, b in zip(scale, mean, beta)]
-        self.extra[id(res.layers[-1])] = (8, mags)
+        # and var + eps is itself a float32 sum at run time: its largest exact value goes along,
+        # so that the float32 claim is refused when that sum overflows (sqrt(inf): scale 0)
+        self.extra[id(res.layers[-1])] = (8, mags, max(Fraction(float(var[c])) + eps for c in range(C)))
         if irrational:
             self.inexact.append(InexactAffine(res.layers[-1], node.name or "(unnamed)", tuple(gamma), tuple(beta),
                                               tuple(mean), tuple(var[c] + eps for c in range(C))))
