@@ -193,3 +193,43 @@ def test_a_batchnorm_whose_var_plus_eps_overflows_is_not_claimed_in_float32(tmp_
     res = json.loads(capsys.readouterr().out)
     assert res["verdict"] == "PROVED" and res["float32"]["status"] == "UNKNOWN" and code == 3, res["float32"]
     assert "var + epsilon" in res["float32"]["text"]
+
+
+def _lr_model(tmp_path, nodes, inits):
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    (tmp_path / "lr.toml").write_text(LR_TASK)
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 1, 2])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])],
+                          [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    m.metadata_props.add(key="cnnproof.classes", value='["a", "b"]')
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    return ["prove", str(tmp_path / "lr.toml"), "--net", str(tmp_path / "m.onnx")]
+
+
+def test_conv_group_zero_is_bad_input_not_an_internal_error(tmp_path, capsys):
+    """Conv group = 0 passes onnx.checker and crashed the importer (ZeroDivisionError, exit 4)."""
+    import numpy as np
+    from onnx import helper
+
+    argv = _lr_model(tmp_path, [helper.make_node("Conv", ["image", "W"], ["c"], group=0),
+                                helper.make_node("Flatten", ["c"], ["logits"], axis=1)],
+                     {"W": np.ones((2, 1, 1, 1), np.float32)})
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "group 0" in err, err
+
+
+def test_a_float_reshape_shape_is_refused_as_onnxruntime_refuses_it(tmp_path, capsys):
+    """Reshape's shape as a float32 tensor: onnxruntime will not load the model, yet cnnproof
+    proved it (exit 0) by reading the floats as integers."""
+    import numpy as np
+    from onnx import helper
+
+    argv = _lr_model(tmp_path, [helper.make_node("Reshape", ["image", "S"], ["logits"])],
+                     {"S": np.array([1.0, 2.0], np.float32)})
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "int64" in err, err

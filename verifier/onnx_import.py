@@ -399,6 +399,8 @@ class _Importer:
             self.fail(node, f"kernel_shape {kernel} disagrees with the weight {w.shape}")
         stride, pads, dil = self.spatial(node, a, kernel, x.shape)
         group = a.get("group", 1)
+        if not isinstance(group, int) or group < 1:
+            self.fail(node, f"group {group!r} must be an integer >= 1")
         C = x.shape[0]
         wq = self.exact(node, w, f"the weight {node.input[1]!r}")
         if group != 1:
@@ -474,7 +476,10 @@ class _Importer:
 
     def op_Reshape(self, node, a):
         x = self.seq(node, node.input[0])
-        target = [int(v) for v in self.const(node, node.input[1], "the shape").ravel()]
+        shape = self.const(node, node.input[1], "the shape")
+        if shape.dtype.kind not in "iu":  # onnxruntime refuses to load such a model
+            self.fail(node, f"the shape has data type {shape.dtype}; an int64 tensor is expected")
+        target = [int(v) for v in shape.ravel()]
         n = math.prod(x.shape)
         if len(target) == 2 and target[0] in (0, 1, -1) and target[1] in (n, -1) and target != [-1, -1]:
             return x if len(x.shape) == 1 else self.put(node, x, Flatten())
@@ -487,7 +492,10 @@ class _Importer:
         x = self.seq(node, node.input[0])
         axes = a.get("axes")
         if axes is None and len(node.input) > 1 and node.input[1]:
-            axes = [int(v) for v in self.const(node, node.input[1], "the axes").ravel()]
+            arr = self.const(node, node.input[1], "the axes")
+            if arr.dtype.kind not in "iu":
+                self.fail(node, f"the axes have data type {arr.dtype}; an int64 tensor is expected")
+            axes = [int(v) for v in arr.ravel()]
         if len(x.shape) == 3 and x.shape[1:] == (1, 1) and sorted(int(v) % 4 for v in (axes or [2, 3])) == [2, 3]:
             return self.put(node, x, Flatten())
         self.fail(node, "only squeezing the 1 x 1 spatial axes of N x C x 1 x 1 is supported")
