@@ -217,6 +217,8 @@ def task_from_toml(text: str, source: str = "<task>", default_name: str = "task"
     """
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise InputError(source, None, "not a task: TOML nested too deeply") from None
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = _TOML_POS.search(msg)
@@ -233,6 +235,8 @@ def task_from_toml(text: str, source: str = "<task>", default_name: str = "task"
             notes.append("a key or table is defined twice")
         reason = f"not valid TOML: {msg}" + (f" ({'; '.join(notes)})" if notes else "")
         raise InputError(source, where, reason) from None
+    except ValueError:  # an integer literal beyond Python's int() digit limit
+        raise InputError(source, None, "not a task: an integer of more than 4300 digits (too long to read)") from None
     return task_from_dict(data, source=source, default_name=default_name)
 
 

@@ -430,7 +430,11 @@ def _layer(layer, st: _State, extra: dict) -> _State:
 def _affine(layer: Affine, st: _State, extra) -> _State:
     """extra: a number of roundings, or (roundings, per-channel magnitude) for an operation
     computed in float32 from several constants (BatchNormalization)."""
-    extra, mags = extra if isinstance(extra, tuple) else (extra, None)
+    extra, mags, inner = extra if isinstance(extra, tuple) and len(extra) == 3 else \
+        (*extra, None) if isinstance(extra, tuple) else (extra, None, None)
+    if inner is not None and inner * (1 + U) >= FLT_LIMIT:  # e.g. BatchNormalization's var + eps
+        raise _Overflow(f"a value the runtime computes from the constants (var + epsilon) may reach "
+                        f"{fmt_up(inner * (1 + U))}, beyond the float32 range")
     C = len(st.lo)
     shape = (C,) + st.spatial
     scale = np.broadcast_to(layer.scale, shape).reshape(C, -1)

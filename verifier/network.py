@@ -638,6 +638,8 @@ def load_network(path: str | Path) -> Network:
         raise InputError(str(p), f"line {e.lineno}", f"not valid JSON: {e.msg} (column {e.colno})") from None
     except RecursionError:
         raise InputError(str(p), None, "not a network: JSON nested too deeply") from None
+    except ValueError:  # an integer literal beyond Python's int() digit limit
+        raise InputError(str(p), None, "not a network: an integer of more than 4300 digits (too long to read)") from None
     return network_from_json(data, str(p))
 
 

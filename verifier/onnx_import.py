@@ -323,7 +323,7 @@ class _Importer:
         meta = {p.key: p.value for p in self.model.metadata_props}
         try:  # informational labels of the pooled channels (they do not change the function)
             channels = json.loads(meta.get("cnnproof.channel_names", "[]"))
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             channels = []
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
             channels = []
@@ -345,7 +345,7 @@ class _Importer:
                                  "pass --classes NAME,NAME,... (output index order)")
             try:
                 names = json.loads(raw)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 raise InputError(self.src, "metadata_props cnnproof.classes", "is not a JSON array of names") from None
             where = "metadata_props cnnproof.classes"
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -399,6 +399,8 @@ class _Importer:
             self.fail(node, f"kernel_shape {kernel} disagrees with the weight {w.shape}")
         stride, pads, dil = self.spatial(node, a, kernel, x.shape)
         group = a.get("group", 1)
+        if not isinstance(group, int) or group < 1:
+            self.fail(node, f"group {group!r} must be an integer >= 1")
         C = x.shape[0]
         wq = self.exact(node, w, f"the weight {node.input[1]!r}")
         if group != 1:
@@ -474,7 +476,10 @@ class _Importer:
 
     def op_Reshape(self, node, a):
         x = self.seq(node, node.input[0])
-        target = [int(v) for v in self.const(node, node.input[1], "the shape").ravel()]
+        shape = self.const(node, node.input[1], "the shape")
+        if shape.dtype.kind not in "iu":  # onnxruntime refuses to load such a model
+            self.fail(node, f"the shape has data type {shape.dtype}; an int64 tensor is expected")
+        target = [int(v) for v in shape.ravel()]
         n = math.prod(x.shape)
         if len(target) == 2 and target[0] in (0, 1, -1) and target[1] in (n, -1) and target != [-1, -1]:
             return x if len(x.shape) == 1 else self.put(node, x, Flatten())
@@ -487,7 +492,10 @@ class _Importer:
         x = self.seq(node, node.input[0])
         axes = a.get("axes")
         if axes is None and len(node.input) > 1 and node.input[1]:
-            axes = [int(v) for v in self.const(node, node.input[1], "the axes").ravel()]
+            arr = self.const(node, node.input[1], "the axes")
+            if arr.dtype.kind not in "iu":
+                self.fail(node, f"the axes have data type {arr.dtype}; an int64 tensor is expected")
+            axes = [int(v) for v in arr.ravel()]
         if len(x.shape) == 3 and x.shape[1:] == (1, 1) and sorted(int(v) % 4 for v in (axes or [2, 3])) == [2, 3]:
             return self.put(node, x, Flatten())
         self.fail(node, "only squeezing the 1 x 1 spatial axes of N x C x 1 x 1 is supported")
@@ -686,7 +694,9 @@ class _Importer:
         # float32 at run time: var + eps, sqrt, divide, times gamma, mean * s, beta - ..., x * s, + shift
         # (any grouping: the rounding term also covers |s| |mean| + |beta|)
         mags = [abs(s) * abs(m) + abs(b) for s, m, b in zip(scale, mean, beta)]
-        self.extra[id(res.layers[-1])] = (8, mags)
+        # and var + eps is itself a float32 sum at run time: its largest exact value goes along,
+        # so that the float32 claim is refused when that sum overflows (sqrt(inf): scale 0)
+        self.extra[id(res.layers[-1])] = (8, mags, max(Fraction(float(var[c])) + eps for c in range(C)))
         if irrational:
             self.inexact.append(InexactAffine(res.layers[-1], node.name or "(unnamed)", tuple(gamma), tuple(beta),
                                               tuple(mean), tuple(var[c] + eps for c in range(C))))
@@ -766,8 +776,10 @@ def compare_metadata(imp: Imported) -> bool:
     key = "metadata_props cnnproof.exact_network"
     try:
         recorded = network_from_json(json.loads(raw), f"{imp.source} ({key})")
-    except (json.JSONDecodeError, InputError) as e:
+    except (ValueError, InputError) as e:  # ValueError: bad JSON, or an integer beyond int()'s digit limit
         raise InputError(imp.source, key, f"is not a cnnproof network: {e}") from None
+    except RecursionError:
+        raise InputError(imp.source, key, "is not a cnnproof network: JSON nested too deeply") from None
     hint = ("the file was changed after `cnnproof export`; pass --ignore-metadata to prove the file as it is "
             "(the proof always covers the initializers, never the metadata)")
     rec_params = list(recorded.parameters())

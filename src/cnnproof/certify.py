@@ -118,6 +118,10 @@ def load_manifest(directory: str, update: bool = False) -> list[Entry]:
         raise InputError(str(mf), None, f"cannot read: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise InputError(str(mf), None, f"not valid TOML: {e}") from None
+    except RecursionError:
+        raise InputError(str(mf), None, "not a manifest: TOML nested too deeply") from None
+    except ValueError:  # an integer literal beyond Python's int() digit limit
+        raise InputError(str(mf), None, "not a manifest: an integer of more than 4300 digits (too long to read)") from None
     for key in data:
         if key != "task":
             raise InputError(str(mf), key, "unknown key (a manifest is a list of [[task]] entries)")
@@ -236,7 +240,7 @@ def _prove_and_check(en: Entry, theorem: str, margin=None, write_to: Path | None
         if write_to is not None:
             try:
                 old = certified_content(json.loads(write_to.read_text(encoding="utf-8")))
-            except (OSError, ValueError, AttributeError):
+            except (OSError, ValueError, AttributeError, RecursionError):
                 old = None
             if old == certified_content(cert):
                 how += "; unchanged, not rewritten"

@@ -384,13 +384,20 @@ def cmd_check(args) -> int:
 def cmd_certify(args) -> int:
     from cnnproof import certify
 
+    for opt, out in (("--junit", args.junit), ("--summary", args.summary)):  # before any work
+        if out and (Path(out).is_dir() or not Path(out).absolute().parent.is_dir()):
+            raise InputError(out, opt, "is a folder" if Path(out).is_dir() else "its folder does not exist")
     rows = certify.run(args.directory, prove=args.prove, update=args.update,
                        progress=None if args.json else _status)
-    if args.junit:
-        certify.junit(rows, args.junit)
     s = certify.summary(rows)
-    if args.summary:
-        write_atomic(Path(args.summary), json.dumps(s, indent=1) + "\n")
+    for opt, out, write in (("--junit", args.junit, lambda: certify.junit(rows, args.junit)),
+                            ("--summary", args.summary,
+                             lambda: write_atomic(Path(args.summary), json.dumps(s, indent=1) + "\n"))):
+        if out:
+            try:
+                write()
+            except OSError as e:
+                raise InputError(out, opt, f"cannot write the report: {e.strerror or e}") from None
     if args.json:
         print(json.dumps(s, indent=1))
     else:

@@ -125,7 +125,7 @@ def _checked_certificate(cert_file: str, src: str, task_file: str | None, net) -
 
     try:  # the clearest message for the commonest mistake, before the checker's full run
         claimed = json.loads(Path(cert_file).read_text(encoding="utf-8"))["network"]["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         claimed = None
     if claimed is not None and claimed != network_sha256(net):
         raise InputError(cert_file, "network.sha256", f"is not the sha256 of the network exported ({src})")
@@ -154,7 +154,7 @@ def _certificate_task(cert_path: str, digest: str | None):
         if not p.is_absolute() and (Path(cert_path).parent / p).exists():
             p = Path(cert_path).parent / p
         task = load_task(str(p))
-    except (OSError, ValueError, KeyError, TypeError, InputError):
+    except (OSError, ValueError, KeyError, TypeError, InputError, RecursionError):
         return None
     return task if digest and task_sha256(task) == digest else None
 

@@ -99,13 +99,25 @@ def _q(v, where: str) -> Fraction:
 
 def _read_network(path, classes) -> Network:
     """A cnnproof JSON network, or an ONNX file read exactly (its outputs named as the theorem's
-    classes; its metadata are not consulted). An ONNX file whose import needs rational stand-ins
+    classes; of its metadata only cnnproof.classes is consulted: when present it must name the
+    same classes in the same order). An ONNX file whose import needs rational stand-ins
     for irrational values (a BatchNormalization scale 1/sqrt(var + eps)) is rejected: the exact
     network is then not the file's function, and the obligations would be about the stand-ins."""
     if str(path).lower().endswith(".onnx"):
         from cnnproof.verifier.onnx_import import load_onnx
 
         imp = load_onnx(path, classes=list(classes), check_metadata=False)
+        # the file's own output labels, when it names them, must be the theorem's: else the
+        # certificate would be valid for a file whose outputs mean other classes
+        raw = imp.metadata.get("cnnproof.classes")
+        if raw is not None:
+            try:
+                named = json.loads(raw)
+            except (ValueError, RecursionError):
+                named = raw
+            if named != list(classes):
+                raise Rejected(f"the ONNX file {path} names its outputs {named!r} (metadata cnnproof.classes), the "
+                               f"certificate's theorem is about classes {list(classes)} in that order")
         why = standins_reason(path, imp.inexact)
         if why is not None:
             raise Rejected(why)
@@ -166,10 +178,14 @@ def check_certificate(cert_path, task_path=None, net_path=None, progress=None, *
     (None: strict; a Fraction: that μ), the task (``task_path``) and the network: ``net_path``, or
     ``paper_network`` (the network the task builds). A certificate of anything else is rejected."""
     cert_path = Path(cert_path)
+    if net_path and paper_network:  # two networks: checking one would silently ignore the other
+        raise InputError(str(net_path), "paper_network", "and a network file name two different networks: give one")
     try:
-        cert = json.loads(cert_path.read_text())
+        cert = json.loads(cert_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise InputError(str(cert_path), None, f"cannot read the certificate: {e}") from None
+    except RecursionError:
+        raise InputError(str(cert_path), None, "not a certificate: JSON nested too deeply") from None
     if not isinstance(cert, dict) or cert.get("format") != FORMAT:
         what = cert.get("format") if isinstance(cert, dict) else type(cert).__name__
         raise InputError(str(cert_path), "format", f"not a cnnproof certificate (format {what!r}, expected {FORMAT!r})")
