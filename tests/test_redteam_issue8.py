@@ -99,8 +99,6 @@ required = ["r"]
 """
 
 
-@pytest.mark.xfail(strict=True, reason="onnx_import.graph_input treats an initializer that is also a graph input "
-                   "as a constant, but onnxruntime lets the caller override it (not fixed: owner's call)")
 def test_an_overridable_initializer_is_not_proved_as_a_constant(tmp_path, capsys):
     """IR >= 4: an initializer listed among the graph inputs is only a default; onnxruntime
     accepts another value for it at run time, so the file's function depends on the caller."""

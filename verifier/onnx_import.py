@@ -157,6 +157,13 @@ class _Importer:
         from onnx import TensorProto
 
         g = self.model.graph
+        # an initializer listed among the graph inputs is only a default (IR >= 4): a runtime lets
+        # the caller pass another value, so the file's function is not the one the weights give
+        for i in g.input:
+            if i.name in self.consts:
+                raise InputError(self.src, f"graph.input {i.name!r}",
+                                 "is an initializer that is also a graph input: a caller can override it at run "
+                                 "time, so no proof about its stored value covers the file (remove it from the inputs)")
         inputs = [i for i in g.input if i.name not in self.consts]
         if len(inputs) != 1:
             raise InputError(self.src, "graph.input", f"the model must have one image input, it has {len(inputs)} "
