@@ -316,3 +316,23 @@ def test_printed_margins_round_down_and_bounds_up():
     c = floatbound.claim(fb, Fraction(99999997, 10**8))
     assert c.status == "PROVED" and "< 0.999999 <=" in c.text and "< 1 <=" not in c.text
     assert Fraction(c.to_json()["error_bound_decimal"]) >= c.bound
+
+
+def test_printed_bound_stays_below_printed_margin():
+    """Red-team find: a bound just below the margin printed as '<= 1.2e-06 < 1.19209e-06' (each
+    rounded the safe way, but the printed numbers contradicted the claim). More digits are
+    printed until the texts are in the order the exact values are."""
+    import re
+    from fractions import Fraction as Fr
+
+    from cnnproof.verifier.floatbound import FloatBound, claim
+
+    margin = Fr(1, 2**23) + Fr(1, 3 * 2**40)  # ~1.19209e-07, not a short decimal
+    for E in (margin - Fr(1, 2**60), margin * Fr(99, 100), margin / 2):
+        fb = FloatBound(integer_ok=False, integer_reason="", logit_errors=[E, E], pair_errors={(0, 1): E},
+                        input_error=Fr(0))
+        c = claim(fb, margin)
+        assert c.status == "PROVED"
+        m = re.search(r"<= (\S+) < (\S+) <=", c.text)
+        bound_txt, margin_txt = Fr(m.group(1)), Fr(m.group(2))
+        assert E <= bound_txt < margin_txt <= margin, c.text

@@ -648,6 +648,11 @@ def claim(fb: FloatBound, margin: Fraction | None) -> FloatClaim:
     exact_text = format_rational(margin)
     ms = exact_text if len(exact_text) <= 12 else fmt_down(margin)
     if E < margin:
+        # the printed bound (rounded up) must print below the printed margin (rounded down)
+        n = 3
+        while Fraction(Ed) >= Fraction(ms) and n < 60:
+            n += 3
+            Ed, ms = fmt_up(E, n), (exact_text if len(exact_text) <= 12 else fmt_down(margin, n + 3))
         return FloatClaim("PROVED", "rounding bound", E, margin,
                           f"PROVED by the rounding bound: {what} <= {Ed} < {ms} <= N_c - N_c' (proved)")
     because = f"; the bound includes {' and '.join(fb.charges)}" if fb.charges else ""
