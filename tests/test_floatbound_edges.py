@@ -24,32 +24,10 @@ from cnnproof.verifier import floatbound
 from cnnproof.verifier.exact import fraction_array as fa
 from cnnproof.verifier.floatbound import fmt_down, fmt_up, is_float32, round_float32
 from cnnproof.verifier.network import Affine, Dense, Flatten, Network, save_network
+from tiny_tasks import LR_TASK as TASK
 
 ort = pytest.importorskip("onnxruntime")
 
-TASK = """
-name = "lr"
-description = "A lit cell on the left or on the right of a 1 x 2 canvas."
-
-[canvas]
-height = 1
-width = 2
-
-[pixels]
-symbols = { "." = 0, "#" = 1 }
-
-[features.l]
-template = "#."
-
-[features.r]
-template = ".#"
-
-[classes.a]
-required = ["l"]
-
-[classes.b]
-required = ["r"]
-"""
 IMAGES = np.array([[[[1, 0]]], [[[0, 1]]]], np.float32)  # the task's two images (classes a, b)
 ALL = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 NONE = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -324,6 +324,7 @@ def _within(m, x, classes=("a", "b"), lo=-1, hi=1):
 
 
 from pathlib import Path  # noqa: E402
+from tiny_tasks import TINY_TASK
 
 
 def test_an_add_after_a_biased_layer_is_not_folded_into_its_bias():
@@ -521,22 +522,6 @@ def test_same_padding_matches_onnxruntime_on_every_small_geometry(op, auto, tmp_
 
 # -- irrational BatchNormalization scales: verdicts true of the file (issue 8, item 7) -------------
 
-TINY_TASK = """name = "tiny"
-description = "Two one-row features on a 1 x 2 canvas."
-[canvas]
-height = 1
-width = 2
-[pixels]
-symbols = { "." = 0, "#" = 1 }
-[features.a]
-template = "#."
-[features.b]
-template = ".#"
-[classes.A]
-required = ["a"]
-[classes.B]
-required = ["b"]
-"""
 
 
 def _two_batchnorms(tmp_path, coef: float, bias_a: float, bias_b: float, name: str) -> str:

@@ -10,6 +10,7 @@ import onnx
 import pytest
 
 from cnnproof.cli import main
+from tiny_tasks import LR_TASK
 
 ROOT = Path(__file__).resolve().parents[1]
 ONNX_DIR = ROOT / "proofs" / "onnx"
@@ -81,22 +82,6 @@ def test_certify_report_path_that_cannot_be_written_is_bad_input(tmp_path, capsy
         assert code == 2 and opt in err and len(err.strip().splitlines()) == 1, err
 
 
-LR_TASK = """
-name = "lr"
-[canvas]
-height = 1
-width = 2
-[pixels]
-symbols = { "." = 0, "#" = 1 }
-[features.l]
-template = "#."
-[features.r]
-template = ".#"
-[classes.a]
-required = ["l"]
-[classes.b]
-required = ["r"]
-"""
 
 
 def test_an_overridable_initializer_is_not_proved_as_a_constant(tmp_path, capsys):

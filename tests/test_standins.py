@@ -23,23 +23,8 @@ from cnnproof.verifier.checker.check import check_certificate
 from cnnproof.verifier.errors import InputError
 from cnnproof.verifier.onnx_import import load_onnx
 from cnnproof.verifier.outcome import Question, Refuted, Unknown
+from tiny_tasks import TINY_TASK
 
-TINY_TASK = """name = "tiny"
-description = "Two one-row features on a 1 x 2 canvas."
-[canvas]
-height = 1
-width = 2
-[pixels]
-symbols = { "." = 0, "#" = 1 }
-[features.a]
-template = "#."
-[features.b]
-template = ".#"
-[classes.A]
-required = ["a"]
-[classes.B]
-required = ["b"]
-"""
 
 
 def run(*argv: str) -> tuple[int, str, str]:
