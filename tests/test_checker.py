@@ -266,6 +266,7 @@ def test_check_says_which_theorem_it_validated(certs, capsys):
     assert "task      faces (sha256 " in out
     assert f"network   sha256 {cs['faces']['network']['sha256']} (the paper's network, rebuilt from the task)" in out
     assert "exact worst case N_c - N_c' = 1" in out and "attained by the base image of a scene of" in out
+    assert out.count("verdict   PROVED") == 1, out  # once, not again among what it relied on
     assert main(["check", str(_cert(tmp, "faces", "check-task")), "--json"]) == 0
     js = json.loads(capsys.readouterr().out)
     assert js["theorem"]["kind"] == "wellposed" and js["network"] is None and js["task"]["name"] == "faces"

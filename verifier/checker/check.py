@@ -82,6 +82,8 @@ class CheckResult:
         elif m.get("counterexample_gap") is not None:
             lines.append(f"margin    the counterexample has N_c - N_c' = {m['counterexample_gap']} (exact re-evaluation)")
         for k, v in self.relied_on.items():
+            if k == "verdict" and self.verdict:  # already printed above
+                continue
             lines.append(f"{k:<9} {v}")
         return "\n".join(lines)
 
