@@ -199,10 +199,26 @@ def load_task(path: str | Path) -> Task:
     except IsADirectoryError:
         raise InputError(str(p), None, "is a directory, not a task file") from None
     except UnicodeDecodeError as e:
-        raise InputError(str(p), None, f"not UTF-8 text ({e.reason})") from None
+        raise InputError(str(p), None, f"not UTF-8 text ({e.reason}){_not_a_task_hint(p)}") from None
     except OSError as e:
         raise InputError(str(p), None, f"cannot read: {e.strerror}") from None
-    return task_from_toml(text, source=str(p), default_name=p.stem)
+    try:
+        return task_from_toml(text, source=str(p), default_name=p.stem)
+    except InputError as e:
+        if e.reason.startswith("not valid TOML") and _not_a_task_hint(p):
+            raise InputError(e.file, e.key, e.reason + _not_a_task_hint(p)) from None
+        raise
+
+
+def _not_a_task_hint(p: Path) -> str:
+    """A network or a certificate given where a task goes (``cnnproof prove NET.json``)."""
+    suffix = p.suffix.lower()
+    if suffix == ".onnx":
+        return "; a task is a TOML file, and an .onnx file is a network: give it with --net"
+    if suffix == ".json":
+        return ("; a task is a TOML file, and a .json file is a network (give it with --net) or a certificate "
+                "(`cnnproof check`)")
+    return ""
 
 
 def task_from_toml(text: str, source: str = "<task>", default_name: str = "task") -> Task:

@@ -150,6 +150,23 @@ def test_unreadable_task_file(tmp_path, capsys, make, reason):
     assert_clean_error(rc, err, str(task), None, reason)
 
 
+def test_a_network_given_as_the_task_says_so(tmp_path, capsys, tiny_task):
+    """`cnnproof prove NET.json` / `prove MODEL.onnx` said only "not valid TOML" / "not UTF-8 text"."""
+    net = tmp_path / "net.json"
+    net.write_text(json.dumps(tiny_net()), encoding="utf-8")
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"\x08\x08\x12\x08cnnproof\xff\xfe")
+    for f, reason in ((net, "not valid TOML"), (onnx_file, "not UTF-8 text")):
+        rc, out, err = run(capsys, ["prove", str(f)])
+        assert_clean_error(rc, err, str(f), None, reason)
+        assert "a task is a TOML file" in err and "--net" in err, err
+    bad = tmp_path / "t.toml"  # a .toml file keeps the plain message
+    bad.write_text("[canvas\n", encoding="utf-8")
+    rc, out, err = run(capsys, ["prove", str(bad)])
+    assert_clean_error(rc, err, str(bad), None, "not valid TOML")
+    assert "--net" not in err
+
+
 # -- malformed network files -------------------------------------------------------------------
 
 
@@ -407,8 +424,9 @@ def test_bad_timeout_and_jobs(capsys, tiny_task, extra, reason):
     """`--timeout -5` and `--jobs 0` were accepted silently; now exit 2 and one line."""
     rc, out, err = run(capsys, ["prove", str(tiny_task)] + extra)
     assert_clean_error(rc, err, None, None, reason)
-    # the usage, then one line saying what is wrong (tests/test_cli_help.py)
-    assert err.startswith("usage: cnnproof prove ") and err.strip().splitlines()[-1].startswith("cnnproof: error: argument ")
+    # one line saying what is wrong and where the usage is (tests/test_cli_help.py)
+    assert len(err.strip().splitlines()) == 1 and err.startswith("cnnproof: error: argument "), err
+    assert "`cnnproof prove -h` shows the usage" in err, err
     assert out == ""
 
 

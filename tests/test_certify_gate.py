@@ -134,6 +134,8 @@ def test_a_margin_claim_binds_the_certificate(tmp_path):
     ('[[task]]\nfile = "tasks/faces.toml"\nnetwork = "PROVED"\nclasses = ["a", "b"]\n', "classes: applies to an ONNX"),
     ('[[task]]\nfile = "tasks/faces.toml"\nnetwork = "proved"\n', "must be PROVED or REFUTED"),
     ('[[task]]\nnetwork = "PROVED"\n', "task[0].file: missing"),
+    ('[[task]]\nfile = "tasks/faces.toml"\nnetwork = "PROVED"\ncertificate = "c.json"\n',
+     "task[0].certificate: 'c.json': no such file"),  # a first run: the hint names --update (below)
     ('title = "x"\n[[task]]\nfile = "tasks/faces.toml"\nnetwork = "PROVED"\n', "title: unknown key"),
     ('[[task]]\nfile = "/abs/faces.toml"\nnetwork = "PROVED"\n', "must be relative"),
     ('[[task]]\nfile = "tasks/faces.toml"\nnetwork = "PROVED"\n[[task]]\nfile = "tasks/faces.toml"\nnetwrok = "PROVED"\n',
@@ -145,6 +147,7 @@ def test_a_manifest_that_would_check_less_than_it_says_is_bad_input(tmp_path, en
     rc, out, err = run("certify", str(d))
     assert rc == 2 and out == "", out
     assert phrase in err and str(d / "manifest.toml") in err, err
+    assert ("--update` writes it" in err) == ("certificate: 'c.json': no such file" in phrase), err
 
 
 def test_the_catalogue_manifests_name_nothing_under_proofs_bad():

@@ -164,11 +164,15 @@ def test_tampering_is_rejected(certs, name):
 
 
 def test_bad_input_is_input_error(tmp_path):
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"missing.json: no such file$"):
         check_certificate(tmp_path / "missing.json")
     (tmp_path / "x.json").write_text("{not json")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="not a certificate: not JSON"):
         check_certificate(tmp_path / "x.json")
+    # a task given where the certificate goes says what a certificate is (was a bare JSON error)
+    (tmp_path / "t.toml").write_text('name = "t"\n[canvas]\nheight = 4\nwidth = 4\n')
+    with pytest.raises(InputError, match="a certificate is the .json file that `prove --certificate`"):
+        check_certificate(tmp_path / "t.toml")
 
 
 @pytest.mark.parametrize("content", ["{}", "[]", '{"format": "something-else"}', '"cnnproof-certificate"'])
@@ -266,6 +270,7 @@ def test_check_says_which_theorem_it_validated(certs, capsys):
     assert "task      faces (sha256 " in out
     assert f"network   sha256 {cs['faces']['network']['sha256']} (the paper's network, rebuilt from the task)" in out
     assert "exact worst case N_c - N_c' = 1" in out and "attained by the base image of a scene of" in out
+    assert out.count("verdict   PROVED") == 1, out  # once, not again among what it relied on
     assert main(["check", str(_cert(tmp, "faces", "check-task")), "--json"]) == 0
     js = json.loads(capsys.readouterr().out)
     assert js["theorem"]["kind"] == "wellposed" and js["network"] is None and js["task"]["name"] == "faces"

@@ -1,6 +1,6 @@
 """The command's help (issue 14 item 13): every option and argument of every subcommand has a
 help text, every subcommand's help ends with its exit codes 0-3, and an unknown option of a
-subcommand prints that subcommand's usage (not the top-level one), exit 2."""
+subcommand is one line pointing at that subcommand's help (not the top-level one), exit 2."""
 
 from __future__ import annotations
 
@@ -27,6 +27,15 @@ def test_every_subcommand_has_an_exit_code_table():
             assert f"\n  {code}  " in text.split("exit codes:")[1], (name, code)
 
 
+def test_the_timeout_note_is_only_where_there_is_a_timeout():
+    """`build -h`, `show -h`, `check -h` ... ended with a note about --timeout, an option they lack."""
+    _, subs = _subcommands()
+    for name, p in subs.items():
+        has = any("--timeout" in a.option_strings for a in p._actions)
+        assert ("Without --timeout" in p.format_help()) == has, name
+    assert {n for n, p in subs.items() if "Without --timeout" in p.format_help()} == {"check-task", "prove", "export"}
+
+
 def test_every_option_and_argument_has_help():
     ap, subs = _subcommands()
     missing = []
@@ -45,7 +54,8 @@ def test_an_unknown_option_prints_the_subcommand_usage(command, capsys):
         main([command, "--bogus"])
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"usage: cnnproof {command} "), err
+    assert len(err.strip().splitlines()) == 1, err  # one line, naming the subcommand's help
+    assert err.startswith("cnnproof: error: ") and f"`cnnproof {command} -h` shows the usage" in err, err
     assert "unrecognized arguments: --bogus" in err or "required" in err
 
 
@@ -53,11 +63,13 @@ def test_prove_bogus_names_the_option(capsys):
     with pytest.raises(SystemExit):
         main(["prove", "--bogus"])
     err = capsys.readouterr().err
-    assert err.startswith("usage: cnnproof prove ") and "cnnproof: error: unrecognized arguments: --bogus" in err
+    assert err.startswith("cnnproof: error: unrecognized arguments: --bogus") and "`cnnproof prove -h`" in err, err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_the_top_level_still_reports_its_own_errors(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--bogus"])
     assert e.value.code == 2
-    assert capsys.readouterr().err.startswith("usage: cnnproof [-h]")
+    err = capsys.readouterr().err
+    assert err.startswith("cnnproof: error: unrecognized arguments: --bogus") and "`cnnproof -h`" in err, err

@@ -143,3 +143,14 @@ def test_export_bad_source(tmp_path, capsys, bad):
         src.write_text(bad)
     assert main(["export", str(src), "-o", str(tmp_path / "m.onnx")]) == 2
     assert str(src) in capsys.readouterr().err
+
+
+def test_export_of_an_onnx_source_says_what_export_reads(tmp_path, capsys):
+    """`export MODEL.onnx -o x.onnx` said only "not UTF-8 text" (it read the model as JSON)."""
+    model = tmp_path / "m.onnx"
+    assert main(["export", str(TASKS / "faces.toml"), "-o", str(model)]) == 0
+    capsys.readouterr()
+    assert main(["export", str(model), "-o", str(tmp_path / "again.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert str(model) in err and "not an ONNX model" in err and "--net MODEL.onnx" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "again.onnx").exists()

@@ -83,7 +83,8 @@ def _path(mf: Path, d: Path, k: int, e: dict, key: str, must_exist: bool, inside
     if inside and not os.path.abspath(p).startswith(os.path.abspath(d) + os.sep):
         raise _err(mf, k, key, f"{v!r} leaves the manifest's folder (certificates are written there by --update)")
     if must_exist and not p.is_file():
-        raise _err(mf, k, key, f"{v!r}: no such file ({os.path.abspath(p)})")
+        hint = f"; `cnnproof certify {d} --update` writes it" if inside else ""  # a certificate
+        raise _err(mf, k, key, f"{v!r}: no such file ({os.path.abspath(p)}){hint}")
     return p
 
 

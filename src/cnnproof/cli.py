@@ -30,9 +30,8 @@ DEBUG_ENV = "CNNPROOF_DEBUG"  # set to 1: an internal error also prints its trac
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # usage errors exit 2: the usage, then one line saying what is wrong
-        self.print_usage(sys.stderr)
-        print(f"cnnproof: error: {message}", file=sys.stderr)
+    def error(self, message: str):  # usage errors exit 2: one line saying what is wrong and where the usage is
+        print(f"cnnproof: error: {_one_line(message)} (`{self.prog} -h` shows the usage)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -94,16 +93,17 @@ EXIT_CODES = {
 }
 
 
-def _exit_epilog(command: str) -> str:
+def _exit_epilog(command: str, has_timeout: bool) -> str:
     ok, refuted, unknown = EXIT_CODES[command]
+    timeout = ("\nWithout --timeout a proof runs until it is done (on a terminal it names each route taken and the\n"
+               "time so far); --timeout S (S > 0) answers UNKNOWN after S seconds on every route.") if has_timeout else ""
     return ("exit codes:\n"
             f"  0  {ok}\n"
             f"  1  {refuted}\n"
             "  2  bad input or usage (one line naming the file, key and reason; nothing half-written)\n"
             f"  3  {unknown}\n"
-            "  4  internal error: a bug of cnnproof, never a verdict (one line; CNNPROOF_DEBUG=1 shows the traceback)\n"
-            "Without --timeout a proof runs until it is done (on a terminal it names each route taken and the\n"
-            "time so far); --timeout S (S > 0) answers UNKNOWN after S seconds on every route.")
+            "  4  internal error: a bug of cnnproof, never a verdict (one line; CNNPROOF_DEBUG=1 shows the traceback)"
+            + timeout)
 
 
 _PROVE_OPTIONS = ("--net", "--classes", "--ignore-metadata", "--method", "--margin", "--timeout", "--seed",
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, p in sub.choices.items():  # every subcommand's help ends with its exit codes
         p.formatter_class = argparse.RawDescriptionHelpFormatter
-        p.epilog = _exit_epilog(name)
+        p.epilog = _exit_epilog(name, any("--timeout" in a.option_strings for a in p._actions))
     return ap
 
 

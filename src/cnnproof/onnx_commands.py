@@ -170,6 +170,9 @@ def cmd_export(args) -> int:
     src = args.source
     task = net = None
     task_file = None
+    if src.lower().endswith(".onnx"):  # it would be read as JSON: "not UTF-8 text"
+        raise InputError(src, None, "export reads a task (.toml) or a cnnproof network (.json), not an ONNX model; "
+                         "an ONNX file is proved as it is with `cnnproof prove TASK --net MODEL.onnx`")
     if src.lower().endswith(".toml"):
         from cnnproof.constructions.task import load_task
         from cnnproof.constructions.task_to_network import build_network

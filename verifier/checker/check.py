@@ -82,6 +82,8 @@ class CheckResult:
         elif m.get("counterexample_gap") is not None:
             lines.append(f"margin    the counterexample has N_c - N_c' = {m['counterexample_gap']} (exact re-evaluation)")
         for k, v in self.relied_on.items():
+            if k == "verdict" and self.verdict:  # already printed above
+                continue
             lines.append(f"{k:<9} {v}")
         return "\n".join(lines)
 
@@ -182,8 +184,15 @@ def check_certificate(cert_path, task_path=None, net_path=None, progress=None, *
         raise InputError(str(net_path), "paper_network", "and a network file name two different networks: give one")
     try:
         cert = json.loads(cert_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise InputError(str(cert_path), None, f"cannot read the certificate: {e}") from None
+    except FileNotFoundError:
+        raise InputError(str(cert_path), None, "no such file") from None
+    except UnicodeDecodeError as e:
+        raise InputError(str(cert_path), None, f"not a certificate: not UTF-8 text ({e.reason})") from None
+    except ValueError as e:  # a task or a network given where the certificate goes, say
+        raise InputError(str(cert_path), None, f"not a certificate: not JSON ({e}); a certificate is the .json file "
+                         "that `prove --certificate` or `check-task --certificate` writes") from None
+    except OSError as e:
+        raise InputError(str(cert_path), None, f"cannot read the certificate: {e.strerror or e}") from None
     except RecursionError:
         raise InputError(str(cert_path), None, "not a certificate: JSON nested too deeply") from None
     if not isinstance(cert, dict) or cert.get("format") != FORMAT:
