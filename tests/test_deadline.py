@@ -329,3 +329,38 @@ def test_bare_options_apply_to_the_default_proof(capsys):
     assert main(["--timeout", "30", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["verdict"] == "PROVED" and out["task"] == "faces"
+
+
+def test_the_timer_never_raises_inside_z3_or_its_own_clean_up():
+    """A DeadlineExceeded raised while ctypes converts the arguments of a z3 call came out as
+    ``ctypes.ArgumentError: argument 2: DeadlineExceeded`` (an internal error, exit 4), and one
+    raised while an ``alarm`` block was being left could leave a stale deadline armed for every
+    later call in the process. The timer now waits until such code is left."""
+    import os
+    import sys
+
+    from cnnproof.verifier import deadline as dl
+
+    ns: dict = {}
+    exec(compile("import sys\ndef f():\n    return sys._getframe()\n", os.sep.join(["", "x", "z3", "z3core.py"]), "exec"), ns)
+    assert dl._must_wait(ns["f"]())
+    assert not dl._must_wait(sys._getframe())
+
+
+def test_tiny_timeouts_in_one_process_are_always_unknown(capsys):
+    """Many tiny deadlines in one process (the in-process API and the test suite): every answer is
+    UNKNOWN with its JSON, never an internal error, and no deadline stays armed afterwards."""
+    import json
+
+    from cnnproof.cli import main
+    from cnnproof.verifier import deadline as dl
+
+    faces = str(ROOT / "constructions" / "catalogue" / "faces.toml")
+    for k in range(24):
+        t = ("0.001", "0.003", "0.01", "0.02")[k % 4]
+        method = ("smt", "exhaustive", "auto")[k % 3]
+        rc = main(["prove", faces, "--method", method, "--timeout", t, "--json"])
+        cap = capsys.readouterr()
+        assert rc in (0, 3), (rc, cap.err)
+        assert json.loads(cap.out)["verdict"] in ("PROVED", "UNKNOWN")
+    assert dl._armed == []

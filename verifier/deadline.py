@@ -64,10 +64,18 @@ RETRY = 0.02  # seconds between raises once the deadline has passed (until one i
 INNER_GRACE = 0.05  # seconds an outer block waits, once an inner one has ended, for its answer
 
 
-def _in_finalizer(frame) -> bool:
-    """Is ``frame`` inside a ``__del__``? An exception raised there is printed and dropped."""
+_Z3_DIR = os.sep + "z3" + os.sep
+
+
+def _must_wait(frame) -> bool:
+    """Is ``frame`` somewhere an exception must not be raised? Inside a ``__del__`` (it would be
+    printed and dropped), inside z3's Python wrapper (ctypes turns it into an ArgumentError, and
+    z3's state may be left half-updated), or inside this module's own bookkeeping (an ``alarm``
+    block being left: its clean-up must run whole, or a stale deadline stays armed)."""
+    if frame is not None and frame.f_code.co_filename in (__file__, contextlib.__file__):
+        return True
     while frame is not None:
-        if frame.f_code.co_name == "__del__":
+        if frame.f_code.co_name == "__del__" or _Z3_DIR in frame.f_code.co_filename:
             return True
         frame = frame.f_back
     return False
@@ -75,8 +83,8 @@ def _in_finalizer(frame) -> bool:
 
 def _on_alarm(signum, frame):
     if _armed and time.perf_counter() >= min(_armed) - 1e-3:
-        if _in_finalizer(frame):
-            signal.setitimer(signal.ITIMER_REAL, 0.002, RETRY)  # raise just after the finalizer
+        if _must_wait(frame):
+            signal.setitimer(signal.ITIMER_REAL, 0.002, RETRY)  # raise just after leaving that code
             return
         raise DeadlineExceeded()  # the timer repeats: a raise that something swallows is raised again
     _rearm()  # woke early (timer granularity): sleep again
