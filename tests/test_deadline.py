@@ -345,6 +345,19 @@ def test_the_timer_never_raises_inside_z3_or_its_own_clean_up():
     exec(compile("import sys\ndef f():\n    return sys._getframe()\n", os.sep.join(["", "x", "z3", "z3core.py"]), "exec"), ns)
     assert dl._must_wait(ns["f"]())
     assert not dl._must_wait(sys._getframe())
+    import gc
+
+    seen = []
+
+    def callback(phase, info):  # a raise in a gc callback is printed and dropped, like in __del__
+        seen.append(dl._must_wait(sys._getframe()))
+
+    gc.callbacks.append(callback)
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.remove(callback)
+    assert seen and all(seen)
 
 
 def test_tiny_timeouts_in_one_process_are_always_unknown(capsys):

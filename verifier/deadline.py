@@ -23,6 +23,7 @@ mechanisms make every route honour it:
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import select
@@ -69,13 +70,15 @@ _Z3_DIR = os.sep + "z3" + os.sep
 
 def _must_wait(frame) -> bool:
     """Is ``frame`` somewhere an exception must not be raised? Inside a ``__del__`` (it would be
-    printed and dropped), inside z3's Python wrapper (ctypes turns it into an ArgumentError, and
+    printed and dropped; so in a ``gc`` callback), inside z3's Python wrapper (ctypes turns it into an ArgumentError, and
     z3's state may be left half-updated), or inside this module's own bookkeeping (an ``alarm``
     block being left: its clean-up must run whole, or a stale deadline stays armed)."""
     if frame is not None and frame.f_code.co_filename in (__file__, contextlib.__file__):
         return True
+    in_gc = {getattr(cb, "__code__", None) for cb in gc.callbacks}  # like __del__: a raise is dropped
     while frame is not None:
-        if frame.f_code.co_name == "__del__" or _Z3_DIR in frame.f_code.co_filename:
+        code = frame.f_code
+        if code.co_name == "__del__" or code in in_gc or _Z3_DIR in code.co_filename:
             return True
         frame = frame.f_back
     return False
