@@ -110,6 +110,14 @@ def decompose(net: Network) -> Shape | str:
     return Shape(branches, rest, channels)
 
 
+def applies(net: Network) -> bool:
+    """The network has a form the compositional method decides: the paper's (window lemmas)
+    or a general valid local stack (configuration lemmas)."""
+    from cnnproof.verifier.configurations import local_decompose
+
+    return not isinstance(decompose(net), str) or not isinstance(local_decompose(net), str)
+
+
 def _dependencies(layers: list, n_in: int) -> list[set[int]]:
     deps = [{c} for c in range(n_in)]
     for l in layers:
@@ -474,8 +482,13 @@ def g_present(task: Task, img, f) -> bool:
 def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict], jobs=None, progress=None,
                 deadline=None) -> Verdict:
     shape = decompose(net)
-    if isinstance(shape, str):
-        raise Fallback(f"network not of the form Head ∘ GlobalMax ∘ Local: {shape}")
+    if isinstance(shape, str):  # not the paper's form: the general engine (configuration lemmas)
+        from cnnproof.verifier.configurations import local_decompose
+
+        general = local_decompose(net)
+        if isinstance(general, str):
+            raise Fallback(f"network not of the form Head ∘ GlobalMax ∘ Local: {general}")
+        return _zero_error_general(task, net, q, obligations, general, progress, deadline)
     windows = window_lemmas(task, net, shape)
     if isinstance(windows, str):
         raise Fallback(windows)
@@ -740,3 +753,172 @@ def _window_json(w: Window) -> dict:
     return {"channel": w.channel, "feature": w.feature,
             "absent": [format_rational(v) for v in w.absent],
             "present": None if w.present is None else [format_rational(v) for v in w.present]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The general engine: configuration lemmas in place of window lemmas (verifier/configurations.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def _box_windows(ranges) -> list[dict]:
+    """Configuration ranges in the head query's window form (untied channels, one box)."""
+    return [{"channel": r.channel, "feature": None, "absent": [format_rational(r.lo), format_rational(r.hi)],
+             "present": None} for r in ranges]
+
+
+def _box_query(net, ranges, c, margin, deadline):
+    from cnnproof.verifier.checker.head_query import head_smtlib
+
+    text = head_smtlib(net, _box_windows(ranges), {}, [], c, margin)
+    s = z3.Solver()
+    s.from_string(text)
+    return _z3_check(s, deadline), s, text
+
+
+def _zero_error_general(task, net, q, obligations, shape, progress, deadline) -> Verdict:
+    from cnnproof.verifier.configurations import ConfigurationBudgetExceeded, class_lemmas
+
+    bounds = []
+    for c, cls in enumerate(task.classes):
+        if progress:
+            progress(c, len(task.classes))
+        t0 = time.perf_counter()
+        try:
+            lem = class_lemmas(task, shape, c, deadline=deadline)
+        except ConfigurationBudgetExceeded as e:
+            raise Fallback(f"configuration lemma: {e}") from None
+        obligations.append({
+            "kind": "configuration", "class": cls.name,
+            "ranges": [[format_rational(r.lo), format_rational(r.hi)] for r in lem.ranges],
+            "discharged_by": {"procedure": "local-configurations", "configurations": lem.configurations},
+            "seconds": round(time.perf_counter() - t0, 6),
+        })
+        t1 = time.perf_counter()
+        box = [(r.lo, r.hi) for r in lem.ranges]
+        logits = _interval_head(shape.head, box)
+        lows = [logits[c][0] - logits[o][1] for o in range(len(logits)) if o != c]
+        if all(q.holds_for(lo) for lo in lows):
+            m = min(lows)
+            bounds.append(m)
+            obligations.append({"kind": "head", "class": cls.name, "statuses": {}, "learned": [],
+                                "discharged_by": {"procedure": "interval-head", "margin_lower_bound": format_rational(m)},
+                                "seconds": round(time.perf_counter() - t1, 6)})
+            continue
+        r, s, text = _box_query(net, lem.ranges, c, q.margin, deadline)
+        if r == z3.unknown:
+            raise Fallback(f"z3 unknown on the head lemma of class {cls.name}")
+        if r == z3.sat:
+            cex = _general_counterexample(task, net, q, c, shape, lem, deadline)
+            if cex is not None:
+                return Refuted("compositional", cex)
+            raise Fallback(f"the head lemma of class {cls.name} fails on its configuration ranges, and no scene "
+                           f"built from the configurations that attain them is misclassified")
+        how = {"smt": {"solver": f"z3 {z3.get_version_string()}", "result": "unsat", "smtlib": text}}
+        m = _general_exact_margin(task, net, c, lem, deadline)
+        if m is not None:
+            how["margin_lower_bound"] = format_rational(m)
+        bounds.append(m)
+        obligations.append({"kind": "head", "class": cls.name, "statuses": {}, "learned": [], "discharged_by": how,
+                            "seconds": round(time.perf_counter() - t1, 6)})
+    low = min(bounds) if bounds and all(b is not None for b in bounds) else None
+    witness = None if low is None else _worst_witness(task, net, bounds, low)
+    details: dict = {} if low is None else {"margin_lower_bound": low}
+    if witness is not None:
+        details["worst_case_witness"] = witness
+    return Proved("compositional", low if witness is not None else None, details)
+
+
+def _general_exact_margin(task, net, c, lem, deadline) -> Fraction | None:
+    """A scene's exact margin m when the box query with margin m is unsat (then m is the exact
+    worst case of class c), else None."""
+    scene = find_scene(task, task.classes[c])
+    if scene is None:
+        return None
+    logits = net.evaluate(base_image(task, scene))
+    m = min(logits[c] - logits[o] for o in range(len(logits)) if o != c)
+    if m <= 0:
+        return None
+    r, _, _ = _box_query(net, lem.ranges, c, m, deadline)
+    return m if r == z3.unsat else None
+
+
+def _general_counterexample(task, net, q, c, shape, lem, deadline):
+    """A misclassified scene of class c built from the configurations that attain the channels'
+    maxima (each alone, then together), completed greedily; else sampled scenes."""
+    from cnnproof.verifier import falsify
+
+    cls = task.classes[c]
+    tries: list[list] = []
+    for k in sorted(lem.argmax):
+        tries.append([k])
+    tries.append(sorted(lem.argmax))
+    seen = set()
+    for group in tries:
+        check(deadline)
+        scene = _assemble(task, cls, shape, [lem.argmax[k] for k in group])
+        if scene is None or scene in seen:
+            continue
+        seen.add(scene)
+        cex = _concrete(task, net, q, c, scene)
+        if cex is not None:
+            return cex
+    cex = falsify.falsify(task, net, Question(q.theorem, q.margin), seed=c, deadline=deadline)
+    return cex
+
+
+def _assemble(task, cls, shape, configs):
+    """A scene of ``cls`` holding each configuration (window, placements at offsets) at some
+    window corner, the rest of its required features placed greedily; or None."""
+    from cnnproof.constructions.scenes import Placement, anchors_for, scene_problem, _separated
+
+    placed: list = []
+    feats = {f.name: f for f in task.features}
+    counts: dict[str, int] = {}
+
+    def fits(p) -> bool:
+        f = feats[p.feature]
+        if not (0 <= p.row <= task.height - f.height and 0 <= p.col <= task.width - f.width):
+            return False
+        if not cls.anchors.allows(p.row, p.col):
+            return False
+        lim = cls.copies if p.feature in cls.required else cls.max_distractors
+        if counts.get(p.feature, 0) >= lim:
+            return False
+        box = (p.row, p.col, f.height, f.width)
+        return all(_separated(box, (q.row, q.col, feats[q.feature].height, feats[q.feature].width), cls.gap)
+                   for q in placed)
+
+    for window, items in configs:
+        b = next(i for i, br in enumerate(shape.branches) if br.window == window)
+        (Fh, Fw), (Sh, Sw) = window, shape.branches[b].stride
+        done = False
+        for tr in range(0, task.height - Fh + 1, Sh):
+            for tc in range(0, task.width - Fw + 1, Sw):
+                ps = [Placement(n, tr + r, tc + q) for n, r, q in items]
+                saved, added = dict(counts), 0
+                for p in ps:
+                    if not fits(p):
+                        break
+                    placed.append(p)
+                    counts[p.feature] = counts.get(p.feature, 0) + 1
+                    added += 1
+                if added == len(ps):
+                    done = True
+                    break
+                del placed[len(placed) - added:]
+                counts.clear()
+                counts.update(saved)
+            if done:
+                break
+    for n in cls.required:
+        for _ in range(cls.copies - counts.get(n, 0)):
+            for a in anchors_for(task, cls, feats[n]):
+                p = Placement(n, *a)
+                if fits(p):
+                    placed.append(p)
+                    counts[n] = counts.get(n, 0) + 1
+                    break
+            else:
+                return None
+    scene = tuple(sorted(placed))
+    return scene if scene_problem(task, cls, scene) is None else None

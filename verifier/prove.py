@@ -1,8 +1,9 @@
 """The driver: pick a method and run it. Stage: network -> verdict. Trusted: no (it only
 dispatches; every verdict comes from a prover, every counterexample through ``recheck``).
 
-``auto`` uses ``compositional`` whenever the network has the form Head ∘ GlobalMax ∘ Local (and
-always for well-posedness); otherwise it runs the cheap falsifier (sampled scenes, noise at box
+``auto`` uses ``compositional`` whenever the network has the form Head ∘ GlobalMax ∘ Local, Local
+the paper's separable form or any valid stack of convolutions, ReLUs, max pooling and per-channel
+affine maps (``configurations.py``), and always for well-posedness; otherwise it runs the cheap falsifier (sampled scenes, noise at box
 corners), then the cheapest complete method: ``exhaustive`` when it applies and the task has few
 scenes, else ``smt``.
 """
@@ -89,10 +90,11 @@ def _route(task, net, q, method, deadline, seed, progress, jobs, bar, route: lis
     from cnnproof.verifier import compositional
 
     prefix = "auto"
-    if q.theorem == "wellposed" or not isinstance(compositional.decompose(net), str):
+    if q.theorem == "wellposed" or compositional.applies(net):
         route[0] = "auto/compositional"
         if progress:
-            progress("compositional: window, scene and head lemmas")
+            progress("compositional: " + ("window, scene and head lemmas" if not isinstance(compositional.decompose(net), str)
+                                          else "configuration and head lemmas"))
         v = compositional.prove(task, net, q, deadline=deadline, jobs=jobs, progress=bar, fallback=False)
         if not (isinstance(v, Unknown) and v.reason.startswith("lemmas undecided")) or q.theorem == "wellposed":
             if isinstance(v, Unknown) and v.reason.startswith("lemmas undecided"):

@@ -1,0 +1,451 @@
+"""Configuration lemmas: the exact range of each pooled channel of a general local stack over
+the local configurations of a class (``docs/configurations.md``).
+
+Stage: network -> configuration lemmas (proof search side; the checker re-derives them with
+its own code in ``checker/configurations.py``). Trusted: no; every range it claims is
+re-derived by the checker, and a verdict that rests on it is PROVED only through the head
+lemma it feeds.
+
+For ``N = Head ∘ GlobalMax ∘ L`` with ``L`` a stack of convolutions (any kernel, stride and
+dilation, no padding), ReLUs, max pooling (no padding) and per-channel affine maps, output
+position ``u`` of a branch reads the input window ``R(u)`` = rows ``u_r·S .. u_r·S + F - 1``
+(columns likewise), and its value is ``L(content of R(u))``: the stack evaluated on that crop
+alone. In an image of class ``c`` the base content of a window is fixed by its **local
+configuration**: the placements of the scene that meet the window, at their offsets from the
+window's corner. Placements far outside, anchor rules, the border and the canvas size only
+remove configurations, never add one, so the set of every configuration a class allows in a
+window (placements pairwise apart by the class's gap, at most ``copies`` of each required
+feature and ``max_distractors`` distractors) contains every window of every image of ``c``:
+
+- ``hi_k(c)`` = the largest value of channel ``k`` over those configurations (over the noise
+  box: interval bounds) bounds the pooled value from above;
+- every scene of ``c`` places each required ``f`` at some anchor ``a``; the windows whose
+  corner ``a - o`` is an output position (``o ≡ a`` mod the stride, the window inside the
+  canvas) see ``f`` at offset ``o``, so the pooled value is at least
+  ``min over a of max over those o of m(f, o)``, where ``m(f, o)`` is the least value over the
+  configurations with ``f`` at ``o``: that is ``lo_k(c)``.
+
+The paper's network is the special case that ``compositional.py`` handles by its window lemma;
+this module covers every other network of the form.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from types import SimpleNamespace
+
+import numpy as np
+
+from cnnproof.constructions.task import ClassSpec, Task
+from cnnproof.verifier.deadline import check
+from cnnproof.verifier.exact import to_scaled_ints
+from cnnproof.verifier.network import (Affine, Conv2d, Dense, Flatten, GeneralConv2d, GlobalMaxPool, MaxPool,
+                                       Network, Parallel, ReLU, _conv_apply, _fit, _maxabs, _run)
+
+DEFAULT_BUDGET = 3_000_000  # configurations per class and window size
+
+
+class ConfigurationBudgetExceeded(Exception):
+    """More local configurations than the budget: the lemma is undecided (UNKNOWN), never guessed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The network's shape
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LocalBranch:
+    layers: list  # the local stack (valid: no padding anywhere)
+    window: tuple[int, int]  # F: the receptive field of one output position
+    stride: tuple[int, int]  # S: output positions are S apart on the input
+    channels: int
+
+
+@dataclass
+class LocalShape:
+    branches: list[LocalBranch]
+    head: list
+    channels: list[tuple[int, int]]  # pooled index -> (branch, output channel)
+
+
+def _geometry(layer):
+    """(kernel, stride, dilation) of a spatial layer; None for a pointwise one."""
+    if isinstance(layer, Conv2d):
+        return tuple(layer.weight.shape[2:]), (1, 1), (1, 1)
+    if isinstance(layer, GeneralConv2d):
+        return tuple(layer.weight.shape[2:]), layer.stride, layer.dilation
+    if isinstance(layer, MaxPool):
+        return layer.kernel, layer.stride, layer.dilation
+    return None
+
+
+def _local_reason(layer, C: int) -> str | None:
+    """Why ``layer`` cannot be part of a local stack, or None."""
+    if isinstance(layer, (GeneralConv2d, MaxPool)) and any(layer.pads):
+        return f"a padded {layer.kind} layer (the border windows are not handled yet)"
+    if isinstance(layer, Affine):
+        if layer.scale.ndim != 3 or layer.scale.shape[1:] != (1, 1) or layer.shift.shape[1:] != (1, 1):
+            return "an affine layer that is not per channel"
+        return None
+    if isinstance(layer, (Conv2d, GeneralConv2d, MaxPool, ReLU)):
+        return None
+    return f"a {layer.kind} layer in the local stack"
+
+
+def local_decompose(net: Network) -> LocalShape | str:
+    """The Head ∘ GlobalMax ∘ L structure of ``net`` with L a general valid local stack."""
+    layers = list(net.layers)
+    at = next((k for k, l in enumerate(layers) if isinstance(l, (GlobalMaxPool, Parallel))), None)
+    if at is None:
+        return "no global max pooling"
+    if isinstance(layers[at], Parallel):
+        bodies = [layers[:at] + list(b) for b in layers[at].branches]
+        rest = layers[at + 1:]
+    else:
+        if at + 1 >= len(layers) or not isinstance(layers[at + 1], Flatten):
+            return "global max pooling is not followed by flatten"
+        bodies = [layers[:at + 2]]
+        rest = layers[at + 2:]
+    branches = []
+    for body in bodies:
+        if len(body) < 3 or not isinstance(body[-2], GlobalMaxPool) or not isinstance(body[-1], Flatten):
+            return "a branch does not end with global max pooling and flatten"
+        local = body[:-2]
+        F, S = [1, 1], [1, 1]
+        C = net.input_shape[0]
+        for l in local:
+            why = _local_reason(l, C)
+            if why:
+                return why
+            g = _geometry(l)
+            if g is not None:
+                (kh, kw), (sh, sw), (dh, dw) = g
+                F = [F[0] + (kh - 1) * dh * S[0], F[1] + (kw - 1) * dw * S[1]]
+                S = [S[0] * sh, S[1] * sw]
+            if isinstance(l, (Conv2d, GeneralConv2d)):
+                C = l.weight.shape[0]
+        if not any(isinstance(l, (Conv2d, GeneralConv2d)) for l in local):
+            return "a branch has no convolution"
+        branches.append(LocalBranch(local, (F[0], F[1]), (S[0], S[1]), C))
+    if not rest or not all(isinstance(l, (Dense, ReLU)) for l in rest):
+        return "the head is not dense and ReLU layers"
+    channels = [(b, o) for b, br in enumerate(branches) for o in range(br.channels)]
+    return LocalShape(branches, rest, channels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Local configurations of a class in an F_h x F_w window
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Placements:
+    """Every placement of an item of the class whose footprint meets the window."""
+
+    names: list[str]  # per placement: the feature
+    offsets: np.ndarray  # (P, 2) the anchor's offset from the window's corner
+    required: np.ndarray  # (P,) bool: a required feature (else a distractor)
+    delta: np.ndarray  # (P, C, Fh, Fw) template minus background on the support inside the window
+    compatible: np.ndarray  # (P, P) bool: the two can be in one scene (apart by the gap, counts)
+    background: np.ndarray  # (C, Fh, Fw) the all-background window
+    den: int
+    max_items: int
+
+
+def class_placements(task: Task, cls: ClassSpec, window: tuple[int, int]) -> Placements:
+    Fh, Fw = window
+    feats = {f.name: f for f in task.features}
+    names = list(cls.required) + ([d for d in cls.distractors if d not in cls.required] if cls.max_distractors else [])
+    vals, den = to_scaled_ints(np.array([task.background] + [v for n in names for *_, v in feats[n].support()],
+                                        dtype=object))
+    vals = [int(v) for v in vals]
+    bg = vals[0]
+    rows, pnames, offs, req, deltas, boxes = [], [], [], [], [], []
+    k = 1
+    sup = {}
+    for n in names:
+        sup[n] = [(ch, a, b, vals[k + i] - bg) for i, (ch, a, b, _) in enumerate(feats[n].support())]
+        k += len(sup[n])
+    C = task.channels
+    for n in names:
+        f = feats[n]
+        for dr in range(-(f.height - 1), Fh):
+            for dc in range(-(f.width - 1), Fw):
+                d = np.zeros((C, Fh, Fw), dtype=np.int64)
+                for ch, a, b, v in sup[n]:
+                    if 0 <= dr + a < Fh and 0 <= dc + b < Fw:
+                        d[ch, dr + a, dc + b] = v
+                pnames.append(n)
+                offs.append((dr, dc))
+                req.append(n in cls.required)
+                deltas.append(d)
+                boxes.append((dr, dc, f.height, f.width))
+    B = np.array(boxes, dtype=np.int64).reshape(-1, 4)
+    g = cls.gap
+    r0, c0, h, w = (B[:, i] for i in range(4))
+    apart = ((r0[:, None] + h[:, None] - 1 + g < r0[None, :]) | (r0[None, :] + h[None, :] - 1 + g < r0[:, None])
+             | (c0[:, None] + w[:, None] - 1 + g < c0[None, :]) | (c0[None, :] + w[None, :] - 1 + g < c0[:, None]))
+    idx = {n: i for i, n in enumerate(names)}
+    nid = np.array([idx[n] for n in pnames], dtype=np.int64)
+    reqa = np.array(req, dtype=bool)
+    if cls.copies == 1:  # a required feature at most once
+        apart &= ~((nid[:, None] == nid[None, :]) & reqa[:, None])
+    if cls.max_distractors == 1:
+        apart &= ~(~reqa[:, None] & ~reqa[None, :])
+    max_items = cls.copies * len(cls.required) + cls.max_distractors
+    return Placements(pnames, np.array(offs, dtype=np.int64).reshape(-1, 2), reqa,
+                      np.stack(deltas) if deltas else np.zeros((0, C, Fh, Fw), dtype=np.int64), apart,
+                      np.full((C, Fh, Fw), bg, dtype=np.int64), den, max_items)
+
+
+def configurations(pl: Placements, cls: ClassSpec, budget: int = DEFAULT_BUDGET, deadline=None, block: int = 8192):
+    """Every local configuration as a sorted tuple of placement ids, level by level (k items),
+    in blocks: yields (k, an (n, k) int array)."""
+    P = len(pl.names)
+    yield 0, np.zeros((1, 0), dtype=np.int64)
+    if P == 0 or pl.max_items == 0:
+        return
+    cur = np.arange(P, dtype=np.int64)[:, None]
+    total = 1
+    nid = {n: i for i, n in enumerate(dict.fromkeys(pl.names))}
+    ids = np.array([nid[n] for n in pl.names], dtype=np.int64)
+    need_count = cls.copies > 1 or cls.max_distractors > 1
+    k = 1
+    while len(cur):
+        total += len(cur)
+        if total > budget:
+            raise ConfigurationBudgetExceeded(f"more than {budget} local configurations of class {cls.name}")
+        for s in range(0, len(cur), block):
+            yield k, cur[s:s + block]
+        check(deadline)
+        if k >= pl.max_items:
+            return
+        nxt = []
+        for s in range(0, len(cur), block):
+            t = cur[s:s + block]
+            ok = np.ones((len(t), P), dtype=bool)
+            for j in range(k):
+                ok &= pl.compatible[t[:, j]]
+            ok &= np.arange(P)[None, :] > t[:, -1:]
+            a, b = np.nonzero(ok)
+            ext = np.concatenate([t[a], b[:, None]], axis=1)
+            if need_count and len(ext):
+                keep = np.ones(len(ext), dtype=bool)
+                dcount = (~pl.required[ext]).sum(axis=1)
+                keep &= dcount <= cls.max_distractors
+                for n, i in nid.items():
+                    if n in cls.required:
+                        keep &= ((ids[ext] == i) & pl.required[ext]).sum(axis=1) <= cls.copies
+                ext = ext[keep]
+            nxt.append(ext)
+            if sum(len(e) for e in nxt) + total > budget:
+                raise ConfigurationBudgetExceeded(f"more than {budget} local configurations of class {cls.name}")
+        cur = np.concatenate(nxt) if nxt else np.zeros((0, k + 1), dtype=np.int64)
+        k += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact values of a local stack on windows (with noise: interval bounds over the noise box)
+# ---------------------------------------------------------------------------------------------
+
+
+def _scale(a: np.ndarray, m: int) -> np.ndarray:
+    """``a * m`` exactly (object integers when int64 could overflow)."""
+    if m == 1:
+        return a
+    return _fit(a, max(_maxabs(a), 1) * m) * m
+
+
+def _common(a: np.ndarray, da: int, b: np.ndarray, db: int):
+    D = math.lcm(da, db)
+    return _scale(a, D // da), _scale(b, D // db), D
+
+
+def _add(a, da, b, db):
+    a, b, D = _common(a, da, b, db)
+    return a + b, D
+
+
+def _split_layer(layer):
+    """(positive part, negative part) of a convolution's weights, both without bias."""
+    wi, dw, bi, db, wsum, bmax = layer._scaled
+    pos = np.vectorize(lambda v: v if v > 0 else 0, otypes=[wi.dtype])(wi)
+    neg = wi - pos
+    zero = np.zeros_like(bi)
+    mk = lambda w: SimpleNamespace(weight=layer.weight, _scaled=(w, dw, zero, 1, wsum, 0))
+    return mk(pos), mk(neg)
+
+
+def _geom(layer):
+    return ((1, 1), (1, 1)) if isinstance(layer, Conv2d) else (layer.stride, layer.dilation)
+
+
+def interval_run(layers: list, lo: np.ndarray, hi: np.ndarray, den: int):
+    """Sound bounds (lo, hi, den) on ``layers`` over every input in the box [lo, hi] / den."""
+    for l in layers:
+        if isinstance(l, (Conv2d, GeneralConv2d)):
+            P, N = _split_layer(l)
+            st, dil = _geom(l)
+            L, DL = _add(*_conv_apply(P, lo, den, st, dil), *_conv_apply(N, hi, den, st, dil))
+            U, DU = _add(*_conv_apply(P, hi, den, st, dil), *_conv_apply(N, lo, den, st, dil))
+            _, _, bi, db, _, _ = l._scaled
+            bias = np.asarray(bi).reshape(1, -1, 1, 1)
+            L, DL = _add(L, DL, bias, db)
+            U, DU = _add(U, DU, bias, db)
+            lo, hi, den = _common(L, DL, U, DU)
+        elif isinstance(l, Affine):
+            si, ds, hs, dh, _, _ = l._scaled
+            s = np.asarray(si)[None]
+            x1, x2 = lo * s, hi * s  # (object when large: _fit below)
+            a, b = np.minimum(x1, x2), np.maximum(x1, x2)
+            sh = np.asarray(hs)[None]
+            lo, D = _add(a, den * ds, sh, dh)
+            hi, _ = _add(b, den * ds, sh, dh)
+            den = D
+        elif isinstance(l, (ReLU, MaxPool)):
+            lo, _ = l.apply(lo, den)
+            hi, _ = l.apply(hi, den)
+        else:
+            raise TypeError(f"no interval evaluation for {l.kind}")
+    return lo, hi, den
+
+
+def window_values(branch: LocalBranch, x: np.ndarray, den: int, noise: Fraction):
+    """(lo, hi, den): every channel on each window of the batch ``x`` (integers over ``den``);
+    exact without noise, interval bounds over the noise box otherwise."""
+    if noise == 0:
+        out, d = _run(branch.layers, x, den)
+        return out[:, :, 0, 0], out[:, :, 0, 0], d
+    dn = Fraction(noise) * den
+    xs = x * dn.denominator
+    lo, hi, d = interval_run(branch.layers, xs - dn.numerator, xs + dn.numerator, den * dn.denominator)
+    return lo[:, :, 0, 0], hi[:, :, 0, 0], d
+
+
+# ---------------------------------------------------------------------------------------------
+# The lemma: per class and channel, the range of the pooled value
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChannelRange:
+    channel: int
+    lo: Fraction  # every image of the class has pooled value >= lo
+    hi: Fraction  # and <= hi
+    argmax: int  # the content index attaining hi (for counterexample search)
+
+
+@dataclass
+class ClassLemmas:
+    cls: str
+    ranges: list[ChannelRange]
+    configurations: int  # enumerated, summed over window sizes
+    argmax: dict  # channel -> (window, the placements of a configuration attaining hi)
+
+
+def _offsets(n: int, F: int, S: int, size: int, anchors: range) -> list[tuple[int, ...]]:
+    """For every anchor ``a`` of an item of extent ``size`` on an axis of ``n`` cells: the
+    offsets ``o`` at which some window (corner ``t = a - o``, a multiple of ``S`` with
+    ``0 <= t <= (n_out - 1) S``) sees the item; distinct sets only."""
+    n_out = (n - F) // S + 1
+    out = set()
+    for a in anchors:
+        os_ = tuple(a - t for t in range(0, (n_out - 1) * S + 1, S) if -(size - 1) <= a - t <= F - 1)
+        out.add(os_)
+    return sorted(out)
+
+
+class _Acc:
+    """Integer arrays over one running denominator (rescaled when a block brings a new one)."""
+
+    def __init__(self):
+        self.den = None
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def align(self, lo, hi, d):
+        if self.den is None:
+            self.den = d
+        elif d != self.den:
+            D = math.lcm(self.den, d)
+            for k, a in self.arrays.items():
+                self.arrays[k] = _scale(a, D // self.den)
+            self.den = D
+        return _scale(lo, self.den // d), _scale(hi, self.den // d)
+
+
+def class_lemmas(task: Task, shape: LocalShape, c: int, budget: int = DEFAULT_BUDGET, deadline=None) -> ClassLemmas:
+    from cnnproof.constructions.scenes import anchors_for
+
+    cls = task.classes[c]
+    feats = {f.name: f for f in task.features}
+    ranges: list[ChannelRange] = []
+    total = 0
+    argmax: dict = {}
+    for b, br in enumerate(shape.branches):
+        pl = class_placements(task, cls, br.window)
+        O, P = br.channels, len(pl.names)
+        acc = _Acc()
+        A = acc.arrays
+        has = np.zeros(P, dtype=bool)
+        best_t: list = [None] * O
+        for k, t in configurations(pl, cls, budget, deadline):
+            x = pl.background[None] + (pl.delta[t].sum(axis=1) if k else 0)
+            lo, hi = acc.align(*window_values(br, x, pl.den, task.noise))
+            total += len(t)
+            hm, ha, lm = hi.max(axis=0), hi.argmax(axis=0), lo.min(axis=0)
+            if "top" not in A:
+                A["top"], A["floor"] = hm.copy(), lm.copy()
+                A["pmin"] = np.zeros((P, O), dtype=lo.dtype)
+                best_t = [[int(p) for p in t[ha[o]]] for o in range(O)]
+            else:
+                for o in range(O):
+                    if hm[o] > A["top"][o]:
+                        best_t[o] = [int(p) for p in t[ha[o]]]
+                A["top"] = np.maximum(A["top"], hm)
+                A["floor"] = np.minimum(A["floor"], lm)
+            for j in range(k):
+                col = t[:, j]
+                keep = pl.required[col]
+                if not keep.any():
+                    continue
+                col, lk = col[keep], lo[keep]
+                order = np.argsort(col, kind="stable")
+                col, lk = col[order], lk[order]
+                starts = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])
+                mins = np.minimum.reduceat(lk, starts, axis=0)
+                ps = col[starts]
+                pm = A["pmin"]
+                if pm.dtype != mins.dtype:
+                    pm = A["pmin"] = pm.astype(object)
+                    mins = mins.astype(object)
+                old = pm[ps]
+                pm[ps] = np.where(has[ps][:, None], np.minimum(old, mins), mins)
+                has[ps] = True
+            check(deadline)
+        D = acc.den
+        pmin, floor = A["pmin"], A["floor"]
+        where = {(pl.names[p], int(pl.offsets[p, 0]), int(pl.offsets[p, 1])): p for p in range(P) if has[p]}
+        best = floor.copy()
+        (Fh, Fw), (Sh, Sw) = br.window, br.stride
+        for n in cls.required:
+            f = feats[n]
+            grid = anchors_for(task, cls, f)
+            rows = _offsets(task.height, Fh, Sh, f.height, grid.rows)
+            cols = _offsets(task.width, Fw, Sw, f.width, grid.cols)
+            worst = None
+            for orow in rows:
+                for ocol in cols:
+                    ids = [where[(n, r, q)] for r in orow for q in ocol if (n, r, q) in where]
+                    m = pmin[ids].max(axis=0) if ids else floor
+                    worst = m if worst is None else np.minimum(worst, m)
+            if worst is not None:
+                best = np.maximum(best, worst)
+        for o in range(O):
+            kk = shape.channels.index((b, o))
+            ranges.append(ChannelRange(kk, Fraction(int(best[o]), D), Fraction(int(A["top"][o]), D), -1))
+            argmax[kk] = (br.window, [(pl.names[p], int(pl.offsets[p, 0]), int(pl.offsets[p, 1])) for p in best_t[o]])
+    ranges.sort(key=lambda r: r.channel)
+    return ClassLemmas(cls.name, ranges, total, argmax)
