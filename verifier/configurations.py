@@ -44,7 +44,7 @@ from cnnproof.verifier.exact import to_scaled_ints
 from cnnproof.verifier.network import (Affine, Conv2d, Dense, Flatten, GeneralConv2d, GlobalMaxPool, MaxPool,
                                        Network, Parallel, ReLU, _conv_apply, _fit, _maxabs, _run)
 
-DEFAULT_BUDGET = 3_000_000  # configurations per class and window size
+DEFAULT_BUDGET = 1_000_000  # configurations per class and window size (about 8 s)
 
 
 class ConfigurationBudgetExceeded(Exception):
@@ -201,14 +201,50 @@ def class_placements(task: Task, cls: ClassSpec, window: tuple[int, int]) -> Pla
                       np.full((C, Fh, Fw), bg, dtype=np.int64), den, max_items)
 
 
-def configurations(pl: Placements, cls: ClassSpec, budget: int = DEFAULT_BUDGET, deadline=None, block: int = 8192):
-    """Every local configuration as a sorted tuple of placement ids, level by level (k items),
-    in blocks: yields (k, an (n, k) int array)."""
+def _axis_groups(n: int, F: int, S: int, spans: dict[str, tuple[int, range]]) -> list[dict[str, frozenset]]:
+    """The window corners on one axis grouped by which offsets each item can take there
+    (``0 <= t + o`` an allowed anchor); only the maximal groups (the others see a subset)."""
+    n_out = (n - F) // S + 1
+    sigs = set()
+    for t in range(0, (n_out - 1) * S + 1, S):
+        sigs.add(tuple((name, frozenset(a - t for a in anchors if 1 - size <= a - t <= F - 1))
+                       for name, (size, anchors) in sorted(spans.items())))
+    sigs = [dict(s) for s in sigs]
+    keep = []
+    for s in sigs:
+        if not any(o is not s and all(s[k] <= o[k] for k in s) and any(s[k] < o[k] for k in s) for o in sigs):
+            if dict(s) not in keep:
+                keep.append(s)
+    return keep
+
+
+def corner_groups(task: Task, cls: ClassSpec, pl: Placements, window, stride) -> list[np.ndarray]:
+    """Per maximal group of window corners: the mask of the placements possible there."""
+    from cnnproof.constructions.scenes import anchors_for
+
+    feats = {f.name: f for f in task.features}
+    names = sorted(set(pl.names))
+    grids = {n: anchors_for(task, cls, feats[n]) for n in names}
+    rows = _axis_groups(task.height, window[0], stride[0], {n: (feats[n].height, grids[n].rows) for n in names})
+    cols = _axis_groups(task.width, window[1], stride[1], {n: (feats[n].width, grids[n].cols) for n in names})
+    out = []
+    for r in rows:
+        for c in cols:
+            out.append(np.array([int(o[0]) in r[n] and int(o[1]) in c[n] for n, o in zip(pl.names, pl.offsets)],
+                                dtype=bool))
+    return out
+
+
+def configurations(pl: Placements, cls: ClassSpec, budget: int = DEFAULT_BUDGET, deadline=None, block: int = 8192,
+                   mask: np.ndarray | None = None):
+    """Every local configuration as a sorted tuple of placement ids (restricted to ``mask``),
+    level by level (k items), in blocks: yields (k, an (n, k) int array)."""
     P = len(pl.names)
     yield 0, np.zeros((1, 0), dtype=np.int64)
     if P == 0 or pl.max_items == 0:
         return
-    cur = np.arange(P, dtype=np.int64)[:, None]
+    allowed = np.ones(P, dtype=bool) if mask is None else mask
+    cur = np.flatnonzero(allowed).astype(np.int64)[:, None]
     total = 1
     nid = {n: i for i, n in enumerate(dict.fromkeys(pl.names))}
     ids = np.array([nid[n] for n in pl.names], dtype=np.int64)
@@ -229,7 +265,7 @@ def configurations(pl: Placements, cls: ClassSpec, budget: int = DEFAULT_BUDGET,
             ok = np.ones((len(t), P), dtype=bool)
             for j in range(k):
                 ok &= pl.compatible[t[:, j]]
-            ok &= np.arange(P)[None, :] > t[:, -1:]
+            ok &= (np.arange(P)[None, :] > t[:, -1:]) & allowed[None, :]
             a, b = np.nonzero(ok)
             ext = np.concatenate([t[a], b[:, None]], axis=1)
             if need_count and len(ext):
@@ -391,7 +427,9 @@ def class_lemmas(task: Task, shape: LocalShape, c: int, budget: int = DEFAULT_BU
         A = acc.arrays
         has = np.zeros(P, dtype=bool)
         best_t: list = [None] * O
-        for k, t in configurations(pl, cls, budget, deadline):
+        blocks = (blk for mask in corner_groups(task, cls, pl, br.window, br.stride)
+                  for blk in configurations(pl, cls, budget, deadline, mask=mask))
+        for k, t in blocks:
             x = pl.background[None] + (pl.delta[t].sum(axis=1) if k else 0)
             lo, hi = acc.align(*window_values(br, x, pl.den, task.noise))
             total += len(t)

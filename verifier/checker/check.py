@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cnnproof.constructions.task import Task, load_task
 from cnnproof.verifier.certificate import network_sha256, task_sha256
-from cnnproof.verifier.checker import scenes
+from cnnproof.verifier.checker import configurations, scenes
 from cnnproof.verifier.checker.head_query import head_layers, head_smtlib
 from cnnproof.verifier.checker.solvers import both_unsat, cvc5_version, z3_version
 from cnnproof.verifier.checker.windows import decompose, window_smtlib
@@ -477,6 +477,8 @@ def _check_wellposed(task, obs, used, never, joint, counts):
 def _check_zero_error(task, net, margin, obs, used, never, joint, counts) -> dict:
     """Every obligation of zero error; returns per class the lower bound on min N_c - N_c' that its
     head obligation proves (None when it proves only the theorem's claim)."""
+    if any(o.get("kind") == "configuration" for o in obs):
+        return _check_general(task, net, margin, obs, used, counts)
     try:
         shape = decompose(net)
         head = head_layers(net)
@@ -572,6 +574,80 @@ def _check_zero_error(task, net, margin, obs, used, never, joint, counts) -> dic
     for cls in task.classes:
         if cls.name not in heads:
             raise Rejected(f"missing obligation: head for class {cls.name}")
+    return bounds
+
+
+def _check_general(task, net, margin, obs, used, counts) -> dict:
+    """The general engine: per class, configuration ranges re-derived by the checker
+    (checker/configurations.py) and the head lemma over their box."""
+    try:
+        configurations.local_shape(net)
+        head = head_layers(net)
+    except ValueError as e:
+        raise Rejected(f"the network is not of the form Head ∘ GlobalMax ∘ L: {e}") from None
+    boxes: dict[str, list] = {}
+    for k, o in enumerate(obs):
+        if o.get("kind") != "configuration":
+            continue
+        cls = _cls(task, o["class"], k)
+        if cls.name in boxes:
+            raise Rejected(f"unexpected obligation #{k}: a second configuration obligation for {cls.name}")
+        if (o.get("discharged_by") or {}).get("procedure") != "local-configurations":
+            raise Rejected(f"obligation #{k}: unknown configuration procedure {o.get('discharged_by')!r}")
+        mine = configurations.class_ranges(task, net, task.class_index(cls.name))
+        claimed = o.get("ranges")
+        if not isinstance(claimed, list) or len(claimed) != len(mine):
+            raise Rejected(f"obligation #{k}: configuration ranges of {cls.name} are not one [lo, hi] per channel")
+        for ch, (pair, (lo, hi)) in enumerate(zip(claimed, mine)):
+            got = [_q(v, f"obligation #{k} ranges") for v in pair] if isinstance(pair, list) else None
+            if got != [lo, hi]:
+                raise Rejected(f"obligation #{k}: configuration range of channel {ch} in {cls.name} edited or wrong: "
+                               f"claimed {pair}, the checker derives [{format_rational(lo)}, {format_rational(hi)}]")
+        boxes[cls.name] = [{"channel": ch, "feature": None, "absent": [format_rational(lo), format_rational(hi)],
+                            "present": None} for ch, (lo, hi) in enumerate(mine)]
+        used.add(k)
+        counts["configuration (re-derived)"] += 1
+    bounds, heads = {}, set()
+    for k, o in enumerate(obs):
+        if o.get("kind") != "head":
+            continue
+        cls = _cls(task, o["class"], k)
+        if cls.name in heads or cls.name not in boxes:
+            raise Rejected(f"unexpected obligation #{k}: head of {cls.name} without one configuration obligation")
+        if o.get("statuses") != {} or o.get("learned") != []:
+            raise Rejected(f"obligation #{k}: the general head lemma of {cls.name} has no statuses or learned sets")
+        c, box, how = task.class_index(cls.name), boxes[cls.name], o["discharged_by"]
+        if how.get("procedure") == "interval-head":
+            m = _interval_margin(head, box, {}, c)
+            if m is None or not (m > 0 if margin is None else m >= margin):
+                raise Rejected(f"obligation #{k}: interval head bound of {cls.name} is {m}, which does not prove the claim")
+            if _q(how.get("margin_lower_bound"), f"obligation #{k}") != m:
+                raise Rejected(f"obligation #{k}: edited margin_lower_bound of {cls.name}; the checker computes "
+                               f"{format_rational(m)}")
+            bounds[cls.name] = m
+        elif "smt" in how:
+            text = head_smtlib(net, box, {}, [], c, margin)
+            if (how["smt"] or {}).get("smtlib") != text:
+                raise Rejected(f"obligation #{k}: edited obligation: the stored SMT-LIB text of the head lemma of "
+                               f"{cls.name} differs from the regenerated one")
+            why = both_unsat(text)
+            if why is not None:
+                raise Rejected(f"obligation #{k}: head lemma of {cls.name}: {why}")
+            bounds[cls.name] = None
+            if how.get("margin_lower_bound") is not None:
+                m = _q(how["margin_lower_bound"], f"obligation #{k} margin_lower_bound")
+                why = "not positive" if m <= 0 else both_unsat(head_smtlib(net, box, {}, [], c, m))
+                if why is not None:
+                    raise Rejected(f"obligation #{k}: margin_lower_bound of {cls.name} is not backed: {why}")
+                bounds[cls.name] = m
+        else:
+            raise Rejected(f"obligation #{k}: unknown head discharge {how!r}")
+        counts[f"head ({how.get('procedure', 'smt')})"] += 1
+        heads.add(cls.name)
+        used.add(k)
+    for cls in task.classes:
+        if cls.name not in heads:
+            raise Rejected(f"missing obligation: configuration and head for class {cls.name}")
     return bounds
 
 

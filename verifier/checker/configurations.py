@@ -1,0 +1,208 @@
+"""Configuration lemmas, re-derived (MODEL.md section 6 generalised; docs/configurations.md).
+Trusted: yes (checker). Stage: certificate obligation -> re-derived channel ranges.
+
+For a network Head ∘ GlobalMax ∘ L, L a valid stack (no padding) of convolutions, ReLUs, max
+pooling and per-channel affine maps, the checker enumerates, with its own code, every local
+configuration of a class in a branch's receptive window (placements that meet the window,
+pairwise apart by the gap, within the class's counts), evaluates the stack on each window
+exactly (with noise: interval bounds over the noise box, from the layers' own exact evaluation
+of the positive and negative weights), and derives for each channel the range [lo, hi] of the
+pooled value over every image of the class. The prover's claimed ranges must equal these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+
+import numpy as np
+
+from cnnproof.constructions.task import Task
+from cnnproof.verifier.exact import fraction_array, to_scaled_ints
+from cnnproof.verifier.network import (Affine, Conv2d, Dense, Flatten, GeneralConv2d, GlobalMaxPool, MaxPool,
+                                       Network, Parallel, ReLU)
+
+
+def local_shape(net: Network) -> list[tuple[list, tuple[int, int], tuple[int, int], int]]:
+    """Per branch: (local layers, window F, stride S, channels). ValueError when not of the form."""
+    layers = list(net.layers)
+    at = next((k for k, l in enumerate(layers) if isinstance(l, (GlobalMaxPool, Parallel))), None)
+    if at is None:
+        raise ValueError("no global max pooling")
+    if isinstance(layers[at], Parallel):
+        bodies = [layers[:at] + list(b) for b in layers[at].branches]
+        head = layers[at + 1:]
+    else:
+        bodies, head = [layers[:at + 2]], layers[at + 2:]
+    if not head or not all(isinstance(l, (Dense, ReLU)) for l in head):
+        raise ValueError("the head is not dense and ReLU layers")
+    out = []
+    for body in bodies:
+        if len(body) < 3 or not isinstance(body[-2], GlobalMaxPool) or not isinstance(body[-1], Flatten):
+            raise ValueError("a branch does not end with global max pooling and flatten")
+        F, S, C = [1, 1], [1, 1], net.input_shape[0]
+        for l in body[:-2]:
+            if isinstance(l, ReLU):
+                continue
+            if isinstance(l, Affine):
+                if l.scale.ndim != 3 or l.scale.shape[1:] != (1, 1) or l.shift.shape[1:] != (1, 1):
+                    raise ValueError("an affine layer that is not per channel")
+                continue
+            if isinstance(l, Conv2d):
+                k, st, dil = l.weight.shape[2:], (1, 1), (1, 1)
+            elif isinstance(l, (GeneralConv2d, MaxPool)) and not any(l.pads):
+                k = l.weight.shape[2:] if isinstance(l, GeneralConv2d) else l.kernel
+                st, dil = l.stride, l.dilation
+            else:
+                raise ValueError(f"a {l.kind} layer in the local stack")
+            for a in (0, 1):
+                F[a] += (k[a] - 1) * dil[a] * S[a]
+                S[a] *= st[a]
+            if isinstance(l, (Conv2d, GeneralConv2d)):
+                C = l.weight.shape[0]
+        out.append((body[:-2], (F[0], F[1]), (S[0], S[1]), C))
+    return out
+
+
+def _configs(task: Task, cls, F):
+    """Every local configuration of ``cls`` in an F window: lists of (feature, row, col) offsets."""
+    Fh, Fw = F
+    feats = {f.name: f for f in task.features}
+    items = list(cls.required) + (list(cls.distractors) if cls.max_distractors else [])
+    cands = [(n, r, c) for n in items for r in range(1 - feats[n].height, Fh) for c in range(1 - feats[n].width, Fw)]
+
+    def apart(p, q) -> bool:
+        fp, fq = feats[p[0]], feats[q[0]]
+        g = cls.gap
+        return (p[1] + fp.height - 1 + g < q[1] or q[1] + fq.height - 1 + g < p[1]
+                or p[2] + fp.width - 1 + g < q[2] or q[2] + fq.width - 1 + g < p[2])
+
+    def grow(start, chosen):
+        yield list(chosen)
+        for i in range(start, len(cands)):
+            p = cands[i]
+            n = p[0]
+            if n in cls.required:
+                if sum(q[0] == n for q in chosen) >= cls.copies:
+                    continue
+            elif sum(q[0] not in cls.required for q in chosen) >= cls.max_distractors:
+                continue
+            if all(apart(p, q) for q in chosen):
+                chosen.append(p)
+                yield from grow(i + 1, chosen)
+                chosen.pop()
+
+    yield from grow(0, [])
+
+
+def _ints(task: Task, vals) -> tuple[dict, int]:
+    den = 1
+    for v in vals:
+        den = den * v.denominator // __import__("math").gcd(den, v.denominator)
+    return {v: int(v * den) for v in vals}, den
+
+
+def _windows(task: Task, confs, F) -> tuple[np.ndarray, int]:
+    """The configurations' base windows as integers over one denominator."""
+    vals = {task.background} | {v for f in task.features for *_, v in f.support()}
+    scaled, den = _ints(task, vals)
+    out = np.full((len(confs), task.channels, F[0], F[1]), scaled[task.background], dtype=np.int64)
+    sup = {f.name: [(ch, a, b, scaled[v]) for ch, a, b, v in f.support()] for f in task.features}
+    for k, conf in enumerate(confs):
+        for n, r, c in conf:
+            for ch, a, b, v in sup[n]:
+                if 0 <= r + a < F[0] and 0 <= c + b < F[1]:
+                    out[k, ch, r + a, c + b] = v
+    return out, den
+
+
+def _lcm(a: int, b: int) -> int:
+    return a * b // __import__("math").gcd(a, b)
+
+
+def _on(a: np.ndarray, da: int, D: int) -> np.ndarray:
+    m = D // da
+    return a if m == 1 else a.astype(object) * m
+
+
+def _run(layers, x: np.ndarray, den: int):
+    for l in layers:
+        x, den = l.apply(x, den)
+    return x, den
+
+
+def _bounds(layers, lo: np.ndarray, hi: np.ndarray, den: int):
+    """Interval bounds (lo, hi, den) of ``layers`` over the integer box [lo, hi] / den."""
+    for l in layers:
+        if isinstance(l, (Conv2d, GeneralConv2d)):
+            w = l.weight
+            pos = fraction_array([v if v > 0 else 0 for v in w.ravel()], w.shape)
+            neg = fraction_array([v if v < 0 else 0 for v in w.ravel()], w.shape)
+            zero = fraction_array([0] * len(l.bias), l.bias.shape)
+            P, N = dataclasses.replace(l, weight=pos, bias=zero), dataclasses.replace(l, weight=neg, bias=zero)
+            parts = [P.apply(lo, den), N.apply(hi, den), P.apply(hi, den), N.apply(lo, den)]
+            bi, db = to_scaled_ints(l.bias)
+            D = db
+            for _, d in parts:
+                D = _lcm(D, d)
+            b = _on(np.asarray(bi).reshape(1, -1, 1, 1), db, D)
+            (a1, d1), (a2, d2), (a3, d3), (a4, d4) = parts
+            lo, hi, den = _on(a1, d1, D) + _on(a2, d2, D) + b, _on(a3, d3, D) + _on(a4, d4, D) + b, D
+        elif isinstance(l, Affine):
+            si, ds = to_scaled_ints(l.scale)
+            ti, dt = to_scaled_ints(l.shift)
+            D = _lcm(den * ds, dt)
+            s = np.asarray(si)[None]
+            a, b = _on(lo * s, den * ds, D), _on(hi * s, den * ds, D)
+            t = _on(np.asarray(ti)[None], dt, D)
+            lo, hi, den = np.where(s >= 0, a, b) + t, np.where(s >= 0, b, a) + t, D
+        else:  # ReLU and MaxPool are monotone
+            lo, _ = l.apply(lo, den)
+            hi, den = l.apply(hi, den)
+    return lo, hi, den
+
+
+def _offsets(n, F, S, size, anchors):
+    n_out = (n - F) // S + 1
+    return {tuple(a - t for t in range(0, (n_out - 1) * S + 1, S) if 1 - size <= a - t <= F - 1) for a in anchors}
+
+
+def class_ranges(task: Task, net: Network, c: int) -> list[tuple[Fraction, Fraction]]:
+    """Per pooled channel: [lo, hi] bounds on its value over every image of class ``c``."""
+    cls = task.classes[c]
+    out = []
+    for layers, F, S, O in local_shape(net):
+        confs = list(_configs(task, cls, F))
+        wins, den = _windows(task, confs, F)
+        d = Fraction(task.noise) * den
+        if d == 0:
+            lo, D = _run(layers, wins, den)
+            hi = lo
+        else:
+            lo, hi, D = _bounds(layers, wins * d.denominator - d.numerator, wins * d.denominator + d.numerator,
+                                den * d.denominator)
+        lo, hi = lo.reshape(len(confs), -1), hi.reshape(len(confs), -1)
+        holding: dict = {}  # (feature, row, col) -> the configurations holding it
+        for k, cf in enumerate(confs):
+            for p in cf:
+                if p[0] in cls.required:
+                    holding.setdefault(p, []).append(k)
+        least = {p: [Fraction(int(v), D) for v in lo[ks].min(axis=0)] for p, ks in holding.items()}
+        floor = [Fraction(int(v), D) for v in lo.min(axis=0)]
+        top = [Fraction(int(v), D) for v in hi.max(axis=0)]
+        best = list(floor)
+        for n in cls.required:
+            f = task.feature(n)
+            ok = [(i, j) for i in range(task.height - f.height + 1) for j in range(task.width - f.width + 1)
+                  if cls.anchors.allows(i, j)]
+            rows_, cols_ = {i for i, _ in ok}, {j for _, j in ok}
+            worst = None
+            for orow in _offsets(task.height, F[0], S[0], f.height, rows_):
+                for ocol in _offsets(task.width, F[1], S[1], f.width, cols_):
+                    vals = [least[(n, r, q)] for r in orow for q in ocol if (n, r, q) in least]
+                    m = [max(v[o] for v in vals) for o in range(O)] if vals else floor
+                    worst = m if worst is None else [min(a, b) for a, b in zip(worst, m)]
+            if worst is not None:
+                best = [max(a, b) for a, b in zip(best, worst)]
+        out += [(best[o], top[o]) for o in range(O)]
+    return out
