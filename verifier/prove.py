@@ -93,8 +93,8 @@ def _route(task, net, q, method, deadline, seed, progress, jobs, bar, route: lis
     if q.theorem == "wellposed" or compositional.applies(net):
         route[0] = "auto/compositional"
         if progress:
-            progress("compositional: " + ("window, scene and head lemmas" if not isinstance(compositional.decompose(net), str)
-                                          else "configuration and head lemmas"))
+            general = net is not None and isinstance(compositional.decompose(net), str)
+            progress("compositional: " + ("configuration and head lemmas" if general else "window, scene and head lemmas"))
         v = compositional.prove(task, net, q, deadline=deadline, jobs=jobs, progress=bar, fallback=False)
         if not (isinstance(v, Unknown) and v.reason.startswith("lemmas undecided")) or q.theorem == "wellposed":
             if isinstance(v, Unknown) and v.reason.startswith("lemmas undecided"):
