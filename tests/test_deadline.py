@@ -86,7 +86,7 @@ def test_auto_smt_route_honours_the_deadline():
     task = task_from_toml(resized(FACES, 8, "1/10"))
     net = with_identity(build_network(task))
     v, s = timed(lambda: prove(task, net, ZERO, method="auto", timeout=4))
-    assert isinstance(v, Unknown) and v.reason == "timeout" and v.method in ("auto/falsifier", "auto/smt"), v
+    assert isinstance(v, Unknown) and v.reason == "timeout" and v.method in ("auto/falsifier", "auto/smt", "auto/compositional->falsifier", "auto/compositional->smt"), v
     assert s <= allowed(4), s
 
 
@@ -279,7 +279,7 @@ def test_command_timeout_covers_the_identity_layer_case(tmp_path):
     p, wall = _cnnproof("prove", str(task), "--net", str(net), "--timeout", "3", "--json")
     assert p.returncode == 3, p.stdout + p.stderr
     out = json.loads(p.stdout)
-    assert out["reason"] == "timeout" and out["method"] in ("auto/falsifier", "auto/smt") and out["seconds"] <= allowed(3)
+    assert out["reason"] == "timeout" and out["method"] in ("auto/falsifier", "auto/smt", "auto/compositional->falsifier", "auto/compositional->smt") and out["seconds"] <= allowed(3)
 
 
 def test_progress_on_a_terminal_names_the_route(tmp_path):
