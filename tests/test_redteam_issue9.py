@@ -7,6 +7,8 @@ Real bugs are strict xfails (the suite stays green; each turns into a failure on
   int64 bounds by the scale without widening, the product wraps, and a configuration range that
   excludes the true pooled value feeds the head lemma: a network that misclassifies every image
   of a class is PROVED (``compositional`` and ``auto``).
+* the checker's ``_bounds`` has the same overflow when the Affine comes first in the stack (its
+  input is int64): a certificate of that false theorem is VALID.
 * the checker ignores the anchor rules (stride/region) when it enumerates configurations, the
   prover does not (``corner_groups``): on ``stride_region`` the ranges differ, and the checker
   rejects the prover's own certificate of a true theorem.
@@ -153,6 +155,69 @@ def test_overflow_certificate_is_rejected(tmp_path):
     if cert.exists():  # the false proof writes one; the checker must not accept it
         res = check_certificate(cert, task_path, net_path)
         assert not res.ok, res
+
+
+ONE = """name = "one"
+[canvas]
+height = 1
+width = 1
+[pixels]
+levels = [0, "1/2", 1]
+symbols = { "." = 0, "#" = 1, "o" = "1/2" }
+noise = "1/8"
+[features.a]
+template = "#"
+[features.b]
+template = "o"
+[classes.A]
+required = ["a"]
+[classes.B]
+required = ["b"]
+"""
+
+
+def _overflow_first_net() -> Network:
+    """A 1x1 canvas. Branch 1 detects `a` (ReLU(2x - 1)); branch 2 is Affine(K) on the input
+    then a 1x1 convolution: p = K x. N_A = 4 ReLU(det) - ReLU(p - T), N_B = 2. The image of
+    class A has p = K, so N_A = 4 - (K - T) < N_B: misclassified. With the Affine first, the
+    checker's ``_bounds`` overflows exactly like the prover's ``interval_run`` (7K and 9K wrap)."""
+    det = Conv2d.from_lists([[[[2]]]], [-1])
+    aff = Affine(np.array([Fraction(K)], dtype=object).reshape(1, 1, 1), np.array([Fraction(0)], dtype=object).reshape(1, 1, 1))
+    par = Parallel(((det, ReLU(), GlobalMaxPool(), Flatten()),
+                    (aff, Conv2d.from_lists([[[[1]]]], [0]), GlobalMaxPool(), Flatten())))
+    hid = Dense.from_lists([[1, 0], [0, 1]], [0, -300_000_000_000_000_000])
+    out = Dense.from_lists([[4, -1], [0, 0]], [0, 2])
+    return Network((1, 1, 1), (par, hid, ReLU(), out), ("A", "B"))
+
+
+def test_overflow_first_network_really_misclassifies():
+    task, net = task_from_toml(ONE, "one.toml"), _overflow_first_net()
+    scene = next(iter(enumerate_scenes(task, task.classes[0])))
+    logits = net.evaluate(base_image(task, scene))
+    assert logits[0] < logits[1]
+    assert isinstance(exhaustive.prove(task, net, Q), Refuted)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 red team: int64 overflow in checker/configurations._bounds "
+                                       "(Affine: lo * s wraps) too: the checker accepts a certificate of a false theorem")
+def test_checker_rejects_overflow_certificate(tmp_path):
+    from cnnproof.cli import main
+
+    task_path, net_path, cert = tmp_path / "one.toml", tmp_path / "net.json", tmp_path / "cert.json"
+    task_path.write_text(ONE)
+    save_network(_overflow_first_net(), net_path)
+    main(["prove", str(task_path), "--net", str(net_path), "--certificate", str(cert), "--method", "compositional"])
+    assert cert.exists()  # today: PROVED, margin_lower_bound 1
+    res = check_certificate(cert, task_path, net_path)
+    assert not res.ok, res  # today: VALID
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 red team: the checker's configuration range excludes the true value "
+                                       "(int64 overflow in checker/configurations._bounds)")
+def test_checker_range_contains_the_true_pooled_value():
+    task, net = task_from_toml(ONE, "one.toml"), _overflow_first_net()
+    lo, hi = checker_configurations.class_ranges(task, net, 0)[1]
+    assert lo <= K <= hi, (lo, hi)  # the checker derives [-818343009213693952, 212500000000000000]
 
 
 # ---------------------------------------------------------------------------------------------
