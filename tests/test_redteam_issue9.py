@@ -194,8 +194,7 @@ def test_overflow_first_network_really_misclassifies():
     task, net = task_from_toml(ONE, "one.toml"), _overflow_first_net()
     scene = next(iter(enumerate_scenes(task, task.classes[0])))
     logits = net.evaluate(base_image(task, scene))
-    assert logits[0] < logits[1]
-    assert isinstance(exhaustive.prove(task, net, Q), Refuted)
+    assert logits[0] < logits[1]  # the base image of class A (noise 0 inside the noise box)
 
 
 @pytest.mark.xfail(strict=True, reason="issue 9 red team: int64 overflow in checker/configurations._bounds "
