@@ -335,7 +335,9 @@ def interval_run(layers: list, lo: np.ndarray, hi: np.ndarray, den: int):
         elif isinstance(l, Affine):
             si, ds, hs, dh, _, _ = l._scaled
             s = np.asarray(si)[None]
-            x1, x2 = lo * s, hi * s  # (object when large: _fit below)
+            bound = max(_maxabs(lo), _maxabs(hi), 1) * max(_maxabs(s), 1)
+            s = _fit(s, bound)
+            x1, x2 = _fit(lo, bound) * s, _fit(hi, bound) * s  # object integers when int64 could overflow
             a, b = np.minimum(x1, x2), np.maximum(x1, x2)
             sh = np.asarray(hs)[None]
             lo, D = _add(a, den * ds, sh, dh)
@@ -356,8 +358,10 @@ def window_values(branch: LocalBranch, x: np.ndarray, den: int, noise: Fraction)
         out, d = _run(branch.layers, x, den)
         return out[:, :, 0, 0], out[:, :, 0, 0], d
     dn = Fraction(noise) * den
-    xs = x * dn.denominator
-    lo, hi, d = interval_run(branch.layers, xs - dn.numerator, xs + dn.numerator, den * dn.denominator)
+    xs = _scale(x, dn.denominator)
+    pad = _fit(np.full(x.shape, dn.numerator, dtype=object), (max(_maxabs(xs), 1) + dn.numerator) * 2)
+    xs = _fit(xs, (max(_maxabs(xs), 1) + dn.numerator) * 2)
+    lo, hi, d = interval_run(branch.layers, xs - pad, xs + pad, den * dn.denominator)
     return lo[:, :, 0, 0], hi[:, :, 0, 0], d
 
 

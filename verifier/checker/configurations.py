@@ -64,12 +64,44 @@ def local_shape(net: Network) -> list[tuple[list, tuple[int, int], tuple[int, in
     return out
 
 
-def _configs(task: Task, cls, F):
-    """Every local configuration of ``cls`` in an F window: lists of (feature, row, col) offsets."""
-    Fh, Fw = F
+def _groups(n: int, F: int, S: int, spans: dict) -> list[dict]:
+    """Per maximal group of window corners on one axis: the offsets each item can take there
+    (its anchor ``t + o`` allowed, the item meeting the window); dominated groups see a subset."""
+    n_out = (n - F) // S + 1
+    sigs = []
+    for t in range(0, (n_out - 1) * S + 1, S):
+        sig = {name: frozenset(a - t for a in anchors if 1 - size <= a - t <= F - 1)
+               for name, (size, anchors) in spans.items()}
+        if sig not in sigs:
+            sigs.append(sig)
+    return [s for s in sigs if not any(o != s and all(s[k] <= o[k] for k in s) for o in sigs)]
+
+
+def _configs(task: Task, cls, F, S):
+    """Every local configuration of ``cls`` in an F window whose corner is an output position
+    (stride S): tuples of (feature, row, col) offsets, each once."""
     feats = {f.name: f for f in task.features}
     items = list(cls.required) + (list(cls.distractors) if cls.max_distractors else [])
-    cands = [(n, r, c) for n in items for r in range(1 - feats[n].height, Fh) for c in range(1 - feats[n].width, Fw)]
+    allowed = {}
+    for n in items:
+        f = feats[n]
+        ok = [(i, j) for i in range(task.height - f.height + 1) for j in range(task.width - f.width + 1)
+              if cls.anchors.allows(i, j)]
+        allowed[n] = ({i for i, _ in ok}, {j for _, j in ok})
+    rows = _groups(task.height, F[0], S[0], {n: (feats[n].height, allowed[n][0]) for n in items})
+    cols = _groups(task.width, F[1], S[1], {n: (feats[n].width, allowed[n][1]) for n in items})
+    seen = set()
+    for rg in rows:
+        for cg in cols:
+            cands = [(n, r, c) for n in items for r in sorted(rg[n]) for c in sorted(cg[n])]
+            for conf in _grow(cls, feats, cands):
+                key = tuple(sorted(conf))
+                if key not in seen:
+                    seen.add(key)
+                    yield key
+
+
+def _grow(cls, feats, cands):
 
     def apart(p, q) -> bool:
         fp, fq = feats[p[0]], feats[q[0]]
@@ -152,7 +184,8 @@ def _bounds(layers, lo: np.ndarray, hi: np.ndarray, den: int):
             si, ds = to_scaled_ints(l.scale)
             ti, dt = to_scaled_ints(l.shift)
             D = _lcm(den * ds, dt)
-            s = np.asarray(si)[None]
+            s = np.asarray(si, dtype=object)[None]  # Python integers: no overflow
+            lo, hi = np.asarray(lo, dtype=object), np.asarray(hi, dtype=object)
             a, b = _on(lo * s, den * ds, D), _on(hi * s, den * ds, D)
             t = _on(np.asarray(ti)[None], dt, D)
             lo, hi, den = np.where(s >= 0, a, b) + t, np.where(s >= 0, b, a) + t, D
@@ -172,15 +205,15 @@ def class_ranges(task: Task, net: Network, c: int) -> list[tuple[Fraction, Fract
     cls = task.classes[c]
     out = []
     for layers, F, S, O in local_shape(net):
-        confs = list(_configs(task, cls, F))
+        confs = list(_configs(task, cls, F, S))
         wins, den = _windows(task, confs, F)
         d = Fraction(task.noise) * den
         if d == 0:
             lo, D = _run(layers, wins, den)
             hi = lo
         else:
-            lo, hi, D = _bounds(layers, wins * d.denominator - d.numerator, wins * d.denominator + d.numerator,
-                                den * d.denominator)
+            w = wins.astype(object) * d.denominator  # Python integers: no overflow
+            lo, hi, D = _bounds(layers, w - d.numerator, w + d.numerator, den * d.denominator)
         lo, hi = lo.reshape(len(confs), -1), hi.reshape(len(confs), -1)
         holding: dict = {}  # (feature, row, col) -> the configurations holding it
         for k, cf in enumerate(confs):
