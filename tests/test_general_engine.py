@@ -163,6 +163,8 @@ def _report(tier: str, n: int) -> None:
         print(f"  {kind:10s} {row}  compositional {TIMES[tier][kind]:.2f} s")
     for u in UNKNOWNS[tier]:
         print("  unknown:", u[:4])
+    if UNKNOWNS[tier]:
+        print("the first unknown's task:\n" + UNKNOWNS[tier][0][4])
     cases = sum(counts[(k, v)] for k in KINDS for v in ("PROVED", "REFUTED", "UNKNOWN"))
     unknown = sum(counts[(k, "UNKNOWN")] for k in KINDS)
     assert unknown <= cases / 10, (unknown, cases)
