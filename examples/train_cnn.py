@@ -4,14 +4,17 @@ Stage: an example outside the pipeline (untrusted; nothing imports it). It shows
 the verifier on a network nobody constructed by hand: high test accuracy on sampled images, and
 then a proof over *every* image of the task, or a counterexample image.
 
-    python examples/train_cnn.py [--task TASK] [--out DIR] [--epochs E] [--seed S] [--method M]
+    python examples/train_cnn.py [--task TASK] [--out DIR] [--arch A] [--epochs E] [--seed S]
+                                 [--weight-bits B] [--method M] [--timeout S]   (--help: all)
 
 Steps (docs/trained-example.md):
 
 1. ``cnnproof sample TASK -n N -o DIR/train.npz`` (and ``test.npz``, another seed);
-2. fit Conv(k x k, F filters, bias) -> Relu -> GlobalMaxPool -> Flatten -> Gemm (K logits) by
-   softmax cross-entropy and mini-batch gradient descent with momentum, in float64 numpy with a
-   hand-written backward pass;
+2. fit the network of ``--arch`` (``ARCHS``; default ``paper``: Conv(k x k, F filters, bias) ->
+   Relu -> GlobalMaxPool -> Flatten -> Gemm (K logits); every layer unpadded) by softmax
+   cross-entropy and mini-batch gradient descent with momentum, in float64 numpy with a
+   hand-written backward pass, layer by layer; then round every weight and bias to a multiple of
+   2^-B (``--weight-bits``, 8);
 3. write DIR/MODEL.onnx (opset 17: input ``image`` float32 [N, C, H, W], output ``logits``
    [N, K], then a Softmax to ``probs``), check it with the full ONNX checker and run it with
    onnxruntime: its accuracy must match numpy's;
