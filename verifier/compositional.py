@@ -481,14 +481,29 @@ def g_present(task: Task, img, f) -> bool:
 
 def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict], jobs=None, progress=None,
                 deadline=None) -> Verdict:
+    from cnnproof.verifier.configurations import local_decompose
+
     shape = decompose(net)
     if isinstance(shape, str):  # not the paper's form: the general engine (configuration lemmas)
-        from cnnproof.verifier.configurations import local_decompose
-
         general = local_decompose(net)
         if isinstance(general, str):
             raise Fallback(f"network not of the form Head ∘ GlobalMax ∘ Local: {general}")
         return _zero_error_general(task, net, q, obligations, general, progress, deadline)
+    n0 = len(obligations)
+    try:
+        return _zero_error_paper(task, net, q, obligations, shape, jobs, progress, deadline)
+    except Fallback as fb:  # e.g. a trained detector bank: its channels tie to no feature
+        general = local_decompose(net)
+        if isinstance(general, str):
+            raise
+        del obligations[n0:]  # the certificate holds one method's obligations
+        try:
+            return _zero_error_general(task, net, q, obligations, general, progress, deadline)
+        except Fallback as fb2:
+            raise Fallback(f"{fb.reason}; configuration lemmas: {fb2.reason}") from None
+
+
+def _zero_error_paper(task, net, q, obligations, shape, jobs, progress, deadline) -> Verdict:
     windows = window_lemmas(task, net, shape)
     if isinstance(windows, str):
         raise Fallback(windows)
