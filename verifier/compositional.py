@@ -560,8 +560,13 @@ def _zero_error_paper(task, net, q, obligations, shape, jobs, progress, deadline
         if isinstance(verdict, (Refuted, Unknown)):
             return verdict
         bounds.append(verdict)
-    # a proven lower bound on every N_c - N_c' (what the float32 claim needs), and the exact
-    # worst case when one concrete image attains it (the certificate's witness)
+    return _proved(task, net, bounds)
+
+
+def _proved(task, net, bounds: list) -> Proved:
+    """PROVED with a proven lower bound on every N_c - N_c' (what the float32 claim needs) when
+    every class has one, and the exact worst case when one concrete image attains it (the
+    certificate's witness)."""
     low = min(bounds) if bounds and all(b is not None for b in bounds) else None
     witness = None if low is None else _worst_witness(task, net, bounds, low)
     details: dict = {} if low is None else {"margin_lower_bound": low}
@@ -835,12 +840,7 @@ def _zero_error_general(task, net, q, obligations, shape, progress, deadline) ->
         bounds.append(m)
         obligations.append({"kind": "head", "class": cls.name, "statuses": {}, "learned": [], "discharged_by": how,
                             "seconds": round(time.perf_counter() - t1, 6)})
-    low = min(bounds) if bounds and all(b is not None for b in bounds) else None
-    witness = None if low is None else _worst_witness(task, net, bounds, low)
-    details: dict = {} if low is None else {"margin_lower_bound": low}
-    if witness is not None:
-        details["worst_case_witness"] = witness
-    return Proved("compositional", low if witness is not None else None, details)
+    return _proved(task, net, bounds)
 
 
 def _general_exact_margin(task, net, c, lem, deadline) -> Fraction | None:
