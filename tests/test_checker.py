@@ -360,7 +360,7 @@ def test_checker_imports_stay_inside_the_fence():
 
 def test_checker_size_is_small():
     n = sum(len(f.read_text().splitlines()) for f in CHECKER.glob("*.py"))
-    assert n < 1500  # README states the size
+    assert n < 2000  # README states the size
 
 
 # -- the head query generator ----------------------------------------------------------------------
