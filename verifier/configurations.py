@@ -31,6 +31,7 @@ this module covers every other network of the form.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -42,7 +43,7 @@ from cnnproof.constructions.task import ClassSpec, Task
 from cnnproof.verifier.deadline import check
 from cnnproof.verifier.exact import to_scaled_ints
 from cnnproof.verifier.network import (Affine, Conv2d, Dense, Flatten, GeneralConv2d, GlobalMaxPool, MaxPool,
-                                       Network, Parallel, ReLU, _conv_apply, _fit, _maxabs, _run)
+                                       Network, Parallel, ReLU, _conv_apply, _fit, _maxabs, _pad, _run)
 
 DEFAULT_BUDGET = 1_000_000  # configurations per class and window size (about 8 s)
 
@@ -57,11 +58,25 @@ class ConfigurationBudgetExceeded(Exception):
 
 
 @dataclass
+class WindowType:
+    """Output positions of a branch whose values are one function of the canvas cells they read:
+    the interior (every window inside the canvas) or one border row and/or column."""
+
+    layers: list  # the local stack on the crop: each layer's padding on the border sides only
+    window: tuple[int, int]  # the in-canvas part of the receptive field (rows, cols)
+    rows: list[int]  # the canvas rows of the crop's top edge, one per output row of the type
+    cols: list[int]
+    border: bool  # some padding cell reaches these windows
+    axis: tuple[int, int]  # (row group, column group): the indices of its groups on each axis
+
+
+@dataclass
 class LocalBranch:
-    layers: list  # the local stack (valid: no padding anywhere)
+    layers: list  # the local stack
     window: tuple[int, int]  # F: the receptive field of one output position
     stride: tuple[int, int]  # S: output positions are S apart on the input
     channels: int
+    types: list = None  # the WindowTypes of the canvas (one, the interior, without padding)
 
 
 @dataclass
@@ -84,8 +99,6 @@ def _geometry(layer):
 
 def _local_reason(layer, C: int) -> str | None:
     """Why ``layer`` cannot be part of a local stack, or None."""
-    if isinstance(layer, (GeneralConv2d, MaxPool)) and any(layer.pads):
-        return f"a padded {layer.kind} layer (the border windows are not handled yet)"
     if isinstance(layer, Affine):
         if layer.scale.ndim != 3 or layer.scale.shape[1:] != (1, 1) or layer.shift.shape[1:] != (1, 1):
             return "an affine layer that is not per channel"
@@ -129,11 +142,57 @@ def local_decompose(net: Network) -> LocalShape | str:
                 C = l.weight.shape[0]
         if not any(isinstance(l, (Conv2d, GeneralConv2d)) for l in local):
             return "a branch has no convolution"
-        branches.append(LocalBranch(local, (F[0], F[1]), (S[0], S[1]), C))
+        branches.append(LocalBranch(local, (F[0], F[1]), (S[0], S[1]), C, window_types(local, net.input_shape[1:])))
     if not rest or not all(isinstance(l, (Dense, ReLU)) for l in rest):
         return "the head is not dense and ReLU layers"
     channels = [(b, o) for b, br in enumerate(branches) for o in range(br.channels)]
     return LocalShape(branches, rest, channels)
+
+
+def _axis_types(geoms: list, n: int) -> list[tuple[tuple, int, list[int]]]:
+    """One axis of a local stack on ``n`` cells: the output positions grouped by how padding
+    meets their windows. ``geoms`` per layer: (kernel, stride, dilation, pad before, pad after),
+    None for a pointwise layer. Per group: (per layer the padding the crop needs on each side,
+    the crop's length, the canvas position of the crop's first cell per output position)."""
+    sizes = [n]
+    for g in geoms:
+        k, s, d, p0, p1 = g or (1, 1, 1, 0, 0)
+        sizes.append((sizes[-1] + p0 + p1 - (k - 1) * d - 1) // s + 1)
+    groups: dict = {}
+    for u in range(sizes[-1]):
+        first = last = u  # the cells of the current map that output u depends on
+        plan: list = [None] * len(geoms)
+        for i in reversed(range(len(geoms))):
+            if geoms[i] is None:
+                continue
+            k, s, d, p0, p1 = geoms[i]
+            a, b = first * s - p0, last * s - p0 + (k - 1) * d
+            first, last = max(0, a), min(sizes[i] - 1, b)
+            plan[i] = (first - a, b - last)  # padding cells read before / after the map
+        groups.setdefault((tuple(plan), last - first + 1), []).append(first)
+    return [(plan, h, corners) for (plan, h), corners in groups.items()]
+
+
+def window_types(local: list, hw) -> list[WindowType]:
+    """The WindowTypes of a local stack on an ``hw`` canvas: per axis the interior group (no
+    padding reaches it) and each border row (column) on its own; their products."""
+    geo = []
+    for l in local:
+        g = _geometry(l)
+        pads = getattr(l, "pads", (0, 0, 0, 0))
+        geo.append(None if g is None else tuple((g[0][a], g[1][a], g[2][a], pads[a], pads[a + 2]) for a in (0, 1)))
+    axes = [_axis_types([g and g[a] for g in geo], hw[a]) for a in (0, 1)]
+    out = []
+    for ri, (rplan, h, rows) in enumerate(axes[0]):
+        for ci, (cplan, w, cols) in enumerate(axes[1]):
+            layers = []
+            for l, rp, cp in zip(local, rplan, cplan):
+                if isinstance(l, (GeneralConv2d, MaxPool)):
+                    l = dataclasses.replace(l, pads=(rp[0], cp[0], rp[1], cp[1]))
+                layers.append(l)
+            border = any(any(p) for p in rplan + cplan if p is not None)
+            out.append(WindowType(layers, (h, w), rows, cols, border, (ri, ci)))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,12 +260,12 @@ def class_placements(task: Task, cls: ClassSpec, window: tuple[int, int]) -> Pla
                       np.full((C, Fh, Fw), bg, dtype=np.int64), den, max_items)
 
 
-def _axis_groups(n: int, F: int, S: int, spans: dict[str, tuple[int, range]]) -> list[dict[str, frozenset]]:
-    """The window corners on one axis grouped by which offsets each item can take there
-    (``0 <= t + o`` an allowed anchor); only the maximal groups (the others see a subset)."""
-    n_out = (n - F) // S + 1
+def _axis_groups(corners: list[int], F: int, spans: dict[str, tuple[int, range]]) -> list[dict[str, frozenset]]:
+    """The window corners (canvas positions of the crop's first cell) on one axis grouped by
+    which offsets each item can take there (``t + o`` an allowed anchor, the item meeting the
+    crop of length ``F``); only the maximal groups (the others see a subset)."""
     sigs = set()
-    for t in range(0, (n_out - 1) * S + 1, S):
+    for t in corners:
         sigs.add(tuple((name, frozenset(a - t for a in anchors if 1 - size <= a - t <= F - 1))
                        for name, (size, anchors) in sorted(spans.items())))
     sigs = [dict(s) for s in sigs]
@@ -218,15 +277,15 @@ def _axis_groups(n: int, F: int, S: int, spans: dict[str, tuple[int, range]]) ->
     return keep
 
 
-def corner_groups(task: Task, cls: ClassSpec, pl: Placements, window, stride) -> list[np.ndarray]:
-    """Per maximal group of window corners: the mask of the placements possible there."""
+def corner_groups(task: Task, cls: ClassSpec, pl: Placements, wt: WindowType) -> list[np.ndarray]:
+    """Per maximal group of window corners of the type: the mask of the placements possible there."""
     from cnnproof.constructions.scenes import anchors_for
 
     feats = {f.name: f for f in task.features}
     names = sorted(set(pl.names))
     grids = {n: anchors_for(task, cls, feats[n]) for n in names}
-    rows = _axis_groups(task.height, window[0], stride[0], {n: (feats[n].height, grids[n].rows) for n in names})
-    cols = _axis_groups(task.width, window[1], stride[1], {n: (feats[n].width, grids[n].cols) for n in names})
+    rows = _axis_groups(wt.rows, wt.window[0], {n: (feats[n].height, grids[n].rows) for n in names})
+    cols = _axis_groups(wt.cols, wt.window[1], {n: (feats[n].width, grids[n].cols) for n in names})
     out = []
     for r in rows:
         for c in cols:
@@ -325,6 +384,8 @@ def interval_run(layers: list, lo: np.ndarray, hi: np.ndarray, den: int):
         if isinstance(l, (Conv2d, GeneralConv2d)):
             P, N = _split_layer(l)
             st, dil = _geom(l)
+            if isinstance(l, GeneralConv2d) and any(l.pads):  # zero padding: exact in both bounds
+                lo, hi = _pad(lo, l.pads, 0), _pad(hi, l.pads, 0)
             L, DL = _add(*_conv_apply(P, lo, den, st, dil), *_conv_apply(N, hi, den, st, dil))
             U, DU = _add(*_conv_apply(P, hi, den, st, dil), *_conv_apply(N, lo, den, st, dil))
             _, _, bi, db, _, _ = l._scaled
@@ -351,17 +412,18 @@ def interval_run(layers: list, lo: np.ndarray, hi: np.ndarray, den: int):
     return lo, hi, den
 
 
-def window_values(branch: LocalBranch, x: np.ndarray, den: int, noise: Fraction):
-    """(lo, hi, den): every channel on each window of the batch ``x`` (integers over ``den``);
-    exact without noise, interval bounds over the noise box otherwise."""
+def window_values(wt: WindowType, x: np.ndarray, den: int, noise: Fraction):
+    """(lo, hi, den): every channel on each window of the batch ``x`` (crops of the type ``wt``,
+    integers over ``den``); exact without noise, interval bounds over the noise box otherwise
+    (the noise on the canvas cells; padding cells are exact)."""
     if noise == 0:
-        out, d = _run(branch.layers, x, den)
+        out, d = _run(wt.layers, x, den)
         return out[:, :, 0, 0], out[:, :, 0, 0], d
     dn = Fraction(noise) * den
     xs = _scale(x, dn.denominator)
     pad = _fit(np.full(x.shape, dn.numerator, dtype=object), (max(_maxabs(xs), 1) + dn.numerator) * 2)
     xs = _fit(xs, (max(_maxabs(xs), 1) + dn.numerator) * 2)
-    lo, hi, d = interval_run(branch.layers, xs - pad, xs + pad, den * dn.denominator)
+    lo, hi, d = interval_run(wt.layers, xs - pad, xs + pad, den * dn.denominator)
     return lo[:, :, 0, 0], hi[:, :, 0, 0], d
 
 
@@ -386,16 +448,12 @@ class ClassLemmas:
     argmax: dict  # channel -> (window, the placements of a configuration attaining hi)
 
 
-def _offsets(n: int, F: int, S: int, size: int, anchors: range) -> list[tuple[int, ...]]:
-    """For every anchor ``a`` of an item of extent ``size`` on an axis of ``n`` cells: the
-    offsets ``o`` at which some window (corner ``t = a - o``, a multiple of ``S`` with
-    ``0 <= t <= (n_out - 1) S``) sees the item; distinct sets only."""
-    n_out = (n - F) // S + 1
-    out = set()
-    for a in anchors:
-        os_ = tuple(a - t for t in range(0, (n_out - 1) * S + 1, S) if -(size - 1) <= a - t <= F - 1)
-        out.add(os_)
-    return sorted(out)
+def _seen(types: list[tuple[list[int], int]], size: int, anchors: range) -> list[frozenset]:
+    """For every anchor ``a`` of an item of extent ``size`` on one axis: the (type, offset) pairs
+    at which some window sees the item (a corner ``t`` of type ``i``, crop length ``F``,
+    ``o = a - t`` with ``1 - size <= o <= F - 1``); distinct sets only."""
+    return sorted({frozenset((i, a - t) for i, (corners, F) in enumerate(types) for t in corners
+                             if 1 - size <= a - t <= F - 1) for a in anchors}, key=sorted)
 
 
 class _Acc:
@@ -425,69 +483,82 @@ def class_lemmas(task: Task, shape: LocalShape, c: int, budget: int = DEFAULT_BU
     total = 0
     argmax: dict = {}
     for b, br in enumerate(shape.branches):
-        pl = class_placements(task, cls, br.window)
-        O, P = br.channels, len(pl.names)
+        O = br.channels
         acc = _Acc()
         A = acc.arrays
-        has = np.zeros(P, dtype=bool)
-        best_t: list = [None] * O
-        blocks = (blk for mask in corner_groups(task, cls, pl, br.window, br.stride)
-                  for blk in configurations(pl, cls, budget, deadline, mask=mask))
-        for k, t in blocks:
-            x = pl.background[None] + (pl.delta[t].sum(axis=1) if k else 0)
-            lo, hi = acc.align(*window_values(br, x, pl.den, task.noise))
-            total += len(t)
-            hm, ha, lm = hi.max(axis=0), hi.argmax(axis=0), lo.min(axis=0)
-            if "top" not in A:
-                A["top"], A["floor"] = hm.copy(), lm.copy()
-                A["pmin"] = np.zeros((P, O), dtype=lo.dtype)
-                best_t = [[int(p) for p in t[ha[o]]] for o in range(O)]
-            else:
-                for o in range(O):
-                    if hm[o] > A["top"][o]:
-                        best_t[o] = [int(p) for p in t[ha[o]]]
-                A["top"] = np.maximum(A["top"], hm)
-                A["floor"] = np.minimum(A["floor"], lm)
-            for j in range(k):
-                col = t[:, j]
-                keep = pl.required[col]
-                if not keep.any():
-                    continue
-                col, lk = col[keep], lo[keep]
-                order = np.argsort(col, kind="stable")
-                col, lk = col[order], lk[order]
-                starts = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])
-                mins = np.minimum.reduceat(lk, starts, axis=0)
-                ps = col[starts]
-                pm = A["pmin"]
-                if pm.dtype != mins.dtype:
-                    pm = A["pmin"] = pm.astype(object)
-                    mins = mins.astype(object)
-                old = pm[ps]
-                pm[ps] = np.where(has[ps][:, None], np.minimum(old, mins), mins)
-                has[ps] = True
-            check(deadline)
+        best_t: list = [None] * O  # per channel: (type, placement ids) attaining the top
+        where: dict = {}  # (type, feature, row, col) -> (type, placement id) of a required placement
+        pls = []
+        for ti, wt in enumerate(br.types):
+            pl = class_placements(task, cls, wt.window)
+            pls.append(pl)
+            P = len(pl.names)
+            has = np.zeros(P, dtype=bool)
+            A[f"pmin{ti}"] = None
+            blocks = (blk for mask in corner_groups(task, cls, pl, wt)
+                      for blk in configurations(pl, cls, budget, deadline, mask=mask))
+            for k, t in blocks:
+                x = pl.background[None] + (pl.delta[t].sum(axis=1) if k else 0)
+                lo, hi = acc.align(*window_values(wt, x, pl.den, task.noise))
+                total += len(t)
+                hm, ha, lm = hi.max(axis=0), hi.argmax(axis=0), lo.min(axis=0)
+                if "top" not in A:
+                    A["top"], A["floor"] = hm.copy(), lm.copy()
+                    best_t = [(ti, [int(p) for p in t[ha[o]]]) for o in range(O)]
+                else:
+                    for o in range(O):
+                        if hm[o] > A["top"][o]:
+                            best_t[o] = (ti, [int(p) for p in t[ha[o]]])
+                    A["top"] = np.maximum(A["top"], hm)
+                    A["floor"] = np.minimum(A["floor"], lm)
+                if A[f"pmin{ti}"] is None:
+                    A[f"pmin{ti}"] = np.zeros((P, O), dtype=lo.dtype)
+                for j in range(k):
+                    col = t[:, j]
+                    keep = pl.required[col]
+                    if not keep.any():
+                        continue
+                    col, lk = col[keep], lo[keep]
+                    order = np.argsort(col, kind="stable")
+                    col, lk = col[order], lk[order]
+                    starts = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])
+                    mins = np.minimum.reduceat(lk, starts, axis=0)
+                    ps = col[starts]
+                    pm = A[f"pmin{ti}"]
+                    if pm.dtype != mins.dtype:
+                        pm = A[f"pmin{ti}"] = pm.astype(object)
+                        mins = mins.astype(object)
+                    old = pm[ps]
+                    pm[ps] = np.where(has[ps][:, None], np.minimum(old, mins), mins)
+                    has[ps] = True
+                check(deadline)
+            where.update({(ti, pl.names[p], int(pl.offsets[p, 0]), int(pl.offsets[p, 1])): p
+                          for p in range(P) if has[p]})
         D = acc.den
-        pmin, floor = A["pmin"], A["floor"]
-        where = {(pl.names[p], int(pl.offsets[p, 0]), int(pl.offsets[p, 1])): p for p in range(P) if has[p]}
+        floor = A["floor"]
         best = floor.copy()
-        (Fh, Fw), (Sh, Sw) = br.window, br.stride
+        tindex = {wt.axis: ti for ti, wt in enumerate(br.types)}
+        rtypes = [(wt.rows, wt.window[0]) for wt in br.types if wt.axis[1] == 0]  # one per row group
+        ctypes = [(wt.cols, wt.window[1]) for wt in br.types if wt.axis[0] == 0]
         for n in cls.required:
             f = feats[n]
             grid = anchors_for(task, cls, f)
-            rows = _offsets(task.height, Fh, Sh, f.height, grid.rows)
-            cols = _offsets(task.width, Fw, Sw, f.width, grid.cols)
             worst = None
-            for orow in rows:
-                for ocol in cols:
-                    ids = [where[(n, r, q)] for r in orow for q in ocol if (n, r, q) in where]
-                    m = pmin[ids].max(axis=0) if ids else floor
+            for srow in _seen(rtypes, f.height, grid.rows):
+                for scol in _seen(ctypes, f.width, grid.cols):
+                    ms = [A[f"pmin{ti}"][where[key]] for (ri, r) in srow for (ci, q) in scol
+                          for ti in [tindex[(ri, ci)]] for key in [(ti, n, r, q)] if key in where]
+                    m = np.max(np.stack(ms), axis=0) if ms else floor
                     worst = m if worst is None else np.minimum(worst, m)
             if worst is not None:
                 best = np.maximum(best, worst)
         for o in range(O):
             kk = shape.channels.index((b, o))
             ranges.append(ChannelRange(kk, Fraction(int(best[o]), D), Fraction(int(A["top"][o]), D), -1))
-            argmax[kk] = (br.window, [(pl.names[p], int(pl.offsets[p, 0]), int(pl.offsets[p, 1])) for p in best_t[o]])
+            ti, ids = best_t[o]
+            wt, pl = br.types[ti], pls[ti]
+            items = [(pl.names[p], int(pl.offsets[p, 0]), int(pl.offsets[p, 1])) for p in ids]
+            # at a window of the type: offsets from the canvas corner (the first try of _assemble)
+            argmax[kk] = (br.window, [(n, r + wt.rows[0], q + wt.cols[0]) for n, r, q in items])
     ranges.sort(key=lambda r: r.channel)
     return ClassLemmas(cls.name, ranges, total, argmax)

@@ -23,6 +23,21 @@ from cnnproof.verifier.network import (Affine, Conv2d, Dense, Flatten, GeneralCo
                                        Network, Parallel, ReLU)
 
 
+def _geo(l):
+    """(kernel, stride, dilation, pads) of a spatial layer, None for a pointwise one."""
+    if isinstance(l, ReLU):
+        return None
+    if isinstance(l, Affine):
+        if l.scale.ndim != 3 or l.scale.shape[1:] != (1, 1) or l.shift.shape[1:] != (1, 1):
+            raise ValueError("an affine layer that is not per channel")
+        return None
+    if isinstance(l, Conv2d):
+        return l.weight.shape[2:], (1, 1), (1, 1), (0, 0, 0, 0)
+    if isinstance(l, (GeneralConv2d, MaxPool)):
+        return (l.weight.shape[2:] if isinstance(l, GeneralConv2d) else l.kernel), l.stride, l.dilation, l.pads
+    raise ValueError(f"a {l.kind} layer in the local stack")
+
+
 def local_shape(net: Network) -> list[tuple[list, tuple[int, int], tuple[int, int], int]]:
     """Per branch: (local layers, window F, stride S, channels). ValueError when not of the form."""
     layers = list(net.layers)
@@ -42,19 +57,10 @@ def local_shape(net: Network) -> list[tuple[list, tuple[int, int], tuple[int, in
             raise ValueError("a branch does not end with global max pooling and flatten")
         F, S, C = [1, 1], [1, 1], net.input_shape[0]
         for l in body[:-2]:
-            if isinstance(l, ReLU):
+            g = _geo(l)
+            if g is None:
                 continue
-            if isinstance(l, Affine):
-                if l.scale.ndim != 3 or l.scale.shape[1:] != (1, 1) or l.shift.shape[1:] != (1, 1):
-                    raise ValueError("an affine layer that is not per channel")
-                continue
-            if isinstance(l, Conv2d):
-                k, st, dil = l.weight.shape[2:], (1, 1), (1, 1)
-            elif isinstance(l, (GeneralConv2d, MaxPool)) and not any(l.pads):
-                k = l.weight.shape[2:] if isinstance(l, GeneralConv2d) else l.kernel
-                st, dil = l.stride, l.dilation
-            else:
-                raise ValueError(f"a {l.kind} layer in the local stack")
+            k, st, dil, _ = g
             for a in (0, 1):
                 F[a] += (k[a] - 1) * dil[a] * S[a]
                 S[a] *= st[a]
@@ -64,12 +70,39 @@ def local_shape(net: Network) -> list[tuple[list, tuple[int, int], tuple[int, in
     return out
 
 
-def _groups(n: int, F: int, S: int, spans: dict) -> list[dict]:
-    """Per maximal group of window corners on one axis: the offsets each item can take there
-    (its anchor ``t + o`` allowed, the item meeting the window); dominated groups see a subset."""
-    n_out = (n - F) // S + 1
+def _crops(layers, n: int, a: int) -> list[tuple[list, int, list]]:
+    """Axis ``a`` (0 rows, 1 columns) of ``layers`` on ``n`` cells: the output positions grouped
+    by the crop that determines them. Per group: (per layer the padding (before, after) that the
+    crop reads, None for a pointwise layer; the crop's length; its first canvas cell per position)."""
+    geo = [_geo(l) for l in layers]
+    sizes = [n]
+    for g in geo:
+        if g is None:
+            sizes.append(sizes[-1])
+        else:
+            k, st, dil, p = g
+            sizes.append((sizes[-1] + p[a] + p[a + 2] - (k[a] - 1) * dil[a] - 1) // st[a] + 1)
+    out: dict = {}
+    for u in range(sizes[-1]):
+        lo, hi, need = u, u, []
+        for i in range(len(layers) - 1, -1, -1):
+            if geo[i] is None:
+                need.append(None)
+                continue
+            k, st, dil, p = geo[i]
+            r0, r1 = lo * st[a] - p[a], hi * st[a] - p[a] + (k[a] - 1) * dil[a]  # cells read, padding too
+            lo, hi = max(r0, 0), min(r1, sizes[i] - 1)
+            need.append((lo - r0, r1 - hi))
+        out.setdefault((tuple(reversed(need)), hi - lo + 1), []).append(lo)
+    return [(list(need), h, firsts) for (need, h), firsts in out.items()]
+
+
+def _groups(corners, F: int, spans: dict) -> list[dict]:
+    """Per maximal group of window corners (the crop's first canvas cell) on one axis: the
+    offsets each item can take there (its anchor ``t + o`` allowed, the item meeting the crop of
+    length F); dominated groups see a subset."""
     sigs = []
-    for t in range(0, (n_out - 1) * S + 1, S):
+    for t in corners:
         sig = {name: frozenset(a - t for a in anchors if 1 - size <= a - t <= F - 1)
                for name, (size, anchors) in spans.items()}
         if sig not in sigs:
@@ -77,19 +110,20 @@ def _groups(n: int, F: int, S: int, spans: dict) -> list[dict]:
     return [s for s in sigs if not any(o != s and all(s[k] <= o[k] for k in s) for o in sigs)]
 
 
-def _configs(task: Task, cls, F, S):
-    """Every local configuration of ``cls`` in an F window whose corner is an output position
-    (stride S): tuples of (feature, row, col) offsets, each once."""
+def _allowed(task: Task, cls, f) -> tuple[set, set]:
+    ok = [(i, j) for i in range(task.height - f.height + 1) for j in range(task.width - f.width + 1)
+          if cls.anchors.allows(i, j)]
+    return {i for i, _ in ok}, {j for _, j in ok}
+
+
+def _configs(task: Task, cls, F, rows_at, cols_at):
+    """Every local configuration of ``cls`` in an F crop whose first cell is one of the corners
+    ``rows_at`` x ``cols_at``: tuples of (feature, row, col) offsets, each once."""
     feats = {f.name: f for f in task.features}
     items = list(cls.required) + (list(cls.distractors) if cls.max_distractors else [])
-    allowed = {}
-    for n in items:
-        f = feats[n]
-        ok = [(i, j) for i in range(task.height - f.height + 1) for j in range(task.width - f.width + 1)
-              if cls.anchors.allows(i, j)]
-        allowed[n] = ({i for i, _ in ok}, {j for _, j in ok})
-    rows = _groups(task.height, F[0], S[0], {n: (feats[n].height, allowed[n][0]) for n in items})
-    cols = _groups(task.width, F[1], S[1], {n: (feats[n].width, allowed[n][1]) for n in items})
+    allowed = {n: _allowed(task, cls, feats[n]) for n in items}
+    rows = _groups(rows_at, F[0], {n: (feats[n].height, allowed[n][0]) for n in items})
+    cols = _groups(cols_at, F[1], {n: (feats[n].width, allowed[n][1]) for n in items})
     seen = set()
     for rg in rows:
         for cg in cols:
@@ -195,44 +229,64 @@ def _bounds(layers, lo: np.ndarray, hi: np.ndarray, den: int):
     return lo, hi, den
 
 
-def _offsets(n, F, S, size, anchors):
-    n_out = (n - F) // S + 1
-    return {tuple(a - t for t in range(0, (n_out - 1) * S + 1, S) if 1 - size <= a - t <= F - 1) for a in anchors}
+def _padded(layers, rneed, cneed) -> list:
+    """``layers`` with each spatial layer's padding reduced to what the crop reads."""
+    out = []
+    for l, r, c in zip(layers, rneed, cneed):
+        if isinstance(l, (GeneralConv2d, MaxPool)):
+            l = dataclasses.replace(l, pads=(r[0], c[0], r[1], c[1]))
+        out.append(l)
+    return out
+
+
+def _sees(crops, size, anchors) -> set:
+    """Per anchor on one axis: the (crop group, offset) pairs at which some window sees the item."""
+    return {frozenset((g, a - t) for g, (_, F, firsts) in enumerate(crops) for t in firsts if 1 - size <= a - t <= F - 1)
+            for a in anchors}
 
 
 def class_ranges(task: Task, net: Network, c: int) -> list[tuple[Fraction, Fraction]]:
-    """Per pooled channel: [lo, hi] bounds on its value over every image of class ``c``."""
+    """Per pooled channel: [lo, hi] bounds on its value over every image of class ``c``. The
+    output positions are grouped per axis by the crop that determines them (the interior, and
+    each row or column that padding reaches); a window's value is the stack on its in-canvas
+    crop with the padding the crop reads, and its configurations are those of the crop."""
     cls = task.classes[c]
     out = []
-    for layers, F, S, O in local_shape(net):
-        confs = list(_configs(task, cls, F, S))
-        wins, den = _windows(task, confs, F)
-        d = Fraction(task.noise) * den
-        if d == 0:
-            lo, D = _run(layers, wins, den)
-            hi = lo
-        else:
-            w = wins.astype(object) * d.denominator  # Python integers: no overflow
-            lo, hi, D = _bounds(layers, w - d.numerator, w + d.numerator, den * d.denominator)
-        lo, hi = lo.reshape(len(confs), -1), hi.reshape(len(confs), -1)
-        holding: dict = {}  # (feature, row, col) -> the configurations holding it
-        for k, cf in enumerate(confs):
-            for p in cf:
-                if p[0] in cls.required:
-                    holding.setdefault(p, []).append(k)
-        least = {p: [Fraction(int(v), D) for v in lo[ks].min(axis=0)] for p, ks in holding.items()}
-        floor = [Fraction(int(v), D) for v in lo.min(axis=0)]
-        top = [Fraction(int(v), D) for v in hi.max(axis=0)]
+    for layers, _, _, O in local_shape(net):
+        rows, cols = _crops(layers, task.height, 0), _crops(layers, task.width, 1)
+        least: dict = {}  # (row group, col group, feature, row, col) -> least value of the configurations holding it
+        top = floor = None
+        for gr, (rneed, h, rfirst) in enumerate(rows):
+            for gc, (cneed, w, cfirst) in enumerate(cols):
+                confs = list(_configs(task, cls, (h, w), rfirst, cfirst))
+                wins, den = _windows(task, confs, (h, w))
+                crop = _padded(layers, rneed, cneed)
+                d = Fraction(task.noise) * den
+                if d == 0:
+                    lo, D = _run(crop, wins, den)
+                    hi = lo
+                else:
+                    x = wins.astype(object) * d.denominator  # Python integers: no overflow
+                    lo, hi, D = _bounds(crop, x - d.numerator, x + d.numerator, den * d.denominator)
+                lo, hi = lo.reshape(len(confs), -1), hi.reshape(len(confs), -1)
+                holding: dict = {}  # a required placement -> the configurations holding it
+                for k, cf in enumerate(confs):
+                    for p in cf:
+                        if p[0] in cls.required:
+                            holding.setdefault((gr, gc) + p, []).append(k)
+                least.update({p: [Fraction(int(v), D) for v in lo[ks].min(axis=0)] for p, ks in holding.items()})
+                lmin = [Fraction(int(x), D) for x in lo.min(axis=0)]
+                hmax = [Fraction(int(x), D) for x in hi.max(axis=0)]
+                floor = lmin if floor is None else [min(a, b) for a, b in zip(floor, lmin)]
+                top = hmax if top is None else [max(a, b) for a, b in zip(top, hmax)]
         best = list(floor)
         for n in cls.required:
             f = task.feature(n)
-            ok = [(i, j) for i in range(task.height - f.height + 1) for j in range(task.width - f.width + 1)
-                  if cls.anchors.allows(i, j)]
-            rows_, cols_ = {i for i, _ in ok}, {j for _, j in ok}
+            ar, ac = _allowed(task, cls, f)
             worst = None
-            for orow in _offsets(task.height, F[0], S[0], f.height, rows_):
-                for ocol in _offsets(task.width, F[1], S[1], f.width, cols_):
-                    vals = [least[(n, r, q)] for r in orow for q in ocol if (n, r, q) in least]
+            for sr in _sees(rows, f.height, ar):
+                for sc in _sees(cols, f.width, ac):
+                    vals = [least[(g, q, n, r, s)] for g, r in sr for q, s in sc if (g, q, n, r, s) in least]
                     m = [max(v[o] for v in vals) for o in range(O)] if vals else floor
                     worst = m if worst is None else [min(a, b) for a, b in zip(worst, m)]
             if worst is not None:
