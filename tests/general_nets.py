@@ -3,19 +3,25 @@ the agreement test of the general engine (tests/test_general_engine.py; issue 9 
 
 Stage: none (test support). Trusted: no; it only builds inputs, and :func:`scene_violation` is a
 plain per-scene z3 check written apart from verifier/smt.py (like tests/plain_smt.py, with the
-layer kinds of the general form too: strided/dilated convolution, local max pooling, per-channel
-affine).
+layer kinds of the general form too: strided/dilated/padded convolution, local (padded) max
+pooling, per-channel affine).
 
 Builders (each takes hypothesis ``data`` where it draws):
 
 * :func:`random_local`: random small rational weights, conv k×k ×F -> ReLU -> [affine] ->
   [max pool 2×2, stride 1 or 2] -> [conv 1×1 or 2×2 -> ReLU] -> global max -> flatten -> dense;
-  ``strided=True`` makes the first convolution a stride-2 ``GeneralConv2d``;
+  ``strided=True`` makes the first convolution a stride-2 ``GeneralConv2d``; ``padded=True``
+  makes it a padded ``GeneralConv2d`` (k 2 or 3, SAME or one-sided pads), the max pool
+  (3×3 SAME or 2×2 one-sided, stride 1 or 2) padded when drawn, and the second convolution a
+  padded 2×2 or 3×3 one when drawn (so padding meets windows at every depth);
 * :func:`deepen`: the paper's network made deeper without changing its function (a 2×2 stride-1
   max pool where the detector map is at least 2×2, else a 1×1 one, then an identity 1×1
   convolution + ReLU,
   between each detector's ReLU and its global max pooling);
-* :func:`perturb`: :func:`deepen` of the paper's network with one parameter changed by ±1 or 0.
+* :func:`perturb`: :func:`deepen` of the paper's network with one parameter changed by ±1 or 0;
+* :func:`pad_paper`: the paper's network with each spatial detector a padded ``GeneralConv2d``
+  (size-preserving pads, SAME or one-sided: the border windows see partial features);
+* :func:`padded`: :func:`random_local` with ``padded=True`` or :func:`pad_paper`, drawn.
 """
 
 from __future__ import annotations
@@ -45,18 +51,31 @@ def _identity_conv(F: int) -> Conv2d:
     return Conv2d.from_lists([[[[1 if o == i else 0]] for i in range(F)] for o in range(F)], [0] * F)
 
 
-def random_local(data, task, strided: bool = False, affine: bool = False) -> tuple[Network, str]:
+PADS = {1: [(0, 0, 0, 0)], 2: [(0, 0, 1, 1), (1, 1, 0, 0), (1, 0, 0, 1)], 3: [(1, 1, 1, 1), (2, 2, 0, 0), (0, 1, 2, 1)]}
+
+
+def _padded_conv(draw, F, C, k, label) -> tuple[GeneralConv2d, str]:
+    pads = draw(st.sampled_from(PADS[k]), label=label)
+    return GeneralConv2d(_arr(draw, (F, C, k, k)), _arr(draw, (F,)), pads=pads), f"conv{k}x{k}x{F}/p{''.join(map(str, pads))}"
+
+
+def random_local(data, task, strided: bool = False, affine: bool = False, padded: bool = False) -> tuple[Network, str]:
     """A random network of the general form for ``task``; the optional layers are drawn only
     where they fit the map (so every draw gives a network whose ``output_shape`` is defined),
     and a 1×1 max pool (the identity) is appended when the stack would otherwise be of the
     paper's form (which the special case decides, not the general engine)."""
     draw = data.draw
     C, H, W = task.channels, task.height, task.width
-    k = draw(st.integers(1, min(3, H, W)), label="k")
     F = draw(st.integers(2, 4), label="filters")
-    w, b = _arr(draw, (F, C, k, k)), _arr(draw, (F,))
-    layers: list = [GeneralConv2d(w, b, stride=(2, 2)) if strided else Conv2d(w, b)]
-    desc = [f"conv{k}x{k}x{F}" + ("/s2" if strided else "")]
+    if padded:
+        conv, d = _padded_conv(draw, F, C, draw(st.integers(2, 3), label="k"), "pads")
+        layers: list = [conv]
+        desc = [d]
+    else:
+        k = draw(st.integers(1, min(3, H, W)), label="k")
+        w, b = _arr(draw, (F, C, k, k)), _arr(draw, (F,))
+        layers = [GeneralConv2d(w, b, stride=(2, 2)) if strided else Conv2d(w, b)]
+        desc = [f"conv{k}x{k}x{F}" + ("/s2" if strided else "")]
     if affine:
         scale = fraction_array([draw(st.sampled_from([Fraction(2), Fraction(1, 2), Fraction(-1), Fraction(1)]))
                                 for _ in range(F)], (F, 1, 1))
@@ -66,12 +85,25 @@ def random_local(data, task, strided: bool = False, affine: bool = False) -> tup
         desc.append("affine")
     layers.append(ReLU())
     shape = _map_shape(layers, (C, H, W))
-    if min(shape[1:]) >= 2 and draw(st.booleans(), label="maxpool"):
+    if padded and draw(st.booleans(), label="maxpool"):
+        s = draw(st.integers(1, 2), label="pool stride")
+        kp, pads = draw(st.sampled_from([(3, (1, 1, 1, 1)), (2, (0, 0, 1, 1)), (2, (1, 1, 0, 0)), (3, (2, 0, 0, 2))]),
+                        label="pool pads")
+        layers.append(MaxPool(kernel=(kp, kp), stride=(s, s), pads=pads))
+        desc.append(f"maxpool{kp}/s{s}/p{''.join(map(str, pads))}")
+        shape = _map_shape(layers[-1:], shape)
+    elif not padded and min(shape[1:]) >= 2 and draw(st.booleans(), label="maxpool"):
         s = draw(st.integers(1, 2), label="pool stride")
         layers.append(MaxPool(kernel=(2, 2), stride=(s, s)))
         desc.append(f"maxpool2/s{s}")
         shape = _map_shape(layers[-1:], shape)
-    if draw(st.booleans(), label="second conv"):
+    if padded and draw(st.booleans(), label="second conv"):
+        F2 = draw(st.integers(2, 3), label="filters2")
+        conv, d = _padded_conv(draw, F2, F, draw(st.integers(2, 3), label="k2"), "pads2")
+        layers += [conv, ReLU()]
+        desc.append(d)
+        F = F2
+    elif not padded and draw(st.booleans(), label="second conv"):
         k2 = draw(st.integers(1, min(2, *shape[1:])), label="k2")
         F2 = draw(st.integers(2, 3), label="filters2")
         layers += [Conv2d(_arr(draw, (F2, F, k2, k2)), _arr(draw, (F2,))), ReLU()]
@@ -122,6 +154,37 @@ def deepen(net: Network) -> Network:
     return Network(net.input_shape, tuple(new), net.class_names, net.channel_names)
 
 
+def pad_paper(data, paper: Network) -> tuple[Network, str]:
+    """The paper's network with every spatial convolution (kernel > 1) a ``GeneralConv2d`` with
+    drawn size-preserving pads (per axis ``before`` in {(k-1)//2, 0, k-1}, ``after = k-1-before``)."""
+    desc = []
+
+    def pad(layer):
+        if not isinstance(layer, Conv2d) or layer.weight.shape[2:] == (1, 1):
+            return layer
+        kh, kw = layer.weight.shape[2:]
+        t = data.draw(st.sampled_from(sorted({(kh - 1) // 2, 0, kh - 1})), label="pad top")
+        l = data.draw(st.sampled_from(sorted({(kw - 1) // 2, 0, kw - 1})), label="pad left")
+        desc.append(f"{kh}x{kw}/p{t}{l}{kh - 1 - t}{kw - 1 - l}")
+        return GeneralConv2d(layer.weight, layer.bias, pads=(t, l, kh - 1 - t, kw - 1 - l))
+
+    layers = [Parallel(tuple(tuple(pad(x) for x in b) for b in l.branches)) if isinstance(l, Parallel) else pad(l)
+              for l in paper.layers]
+    net = Network(paper.input_shape, tuple(layers), paper.class_names, paper.channel_names)
+    if not isinstance(decompose(net), str):  # no spatial detector to pad: a 1x1 max pool leaves the paper's form
+        net = deepen(net)
+        desc.append("deepened")
+    net.output_shape()
+    return net, "padded paper's network " + " ".join(desc)
+
+
+def padded(data, task, paper: Network) -> tuple[Network, str]:
+    """A padded network for the agreement test: :func:`random_local` (padded) or :func:`pad_paper`."""
+    if data.draw(st.booleans(), label="padded paper"):
+        return pad_paper(data, paper)
+    return random_local(data, task, padded=True)
+
+
 def mutate(net: Network, path: str, k: int, change: str) -> Network:
     """``net`` with entry ``k`` of parameter ``path`` changed by +1 or -1, or set to 0."""
     old = dict(net.parameters())[path].ravel()[k]
@@ -162,6 +225,16 @@ def _q(v: Fraction) -> z3.ArithRef:
     return z3.Q(v.numerator, v.denominator)
 
 
+def _zpad(x, pads, fill):
+    """A (C, H, W) tensor of z3 terms padded by (top, left, bottom, right) with ``fill``."""
+    t, l, b, r = pads
+    C, H, W = x.shape
+    out = np.empty((C, H + t + b, W + l + r), dtype=object)
+    out[...] = fill
+    out[:, t:t + H, l:l + W] = x
+    return out
+
+
 def _conv(layer, x, stride, dilation):
     O, I, kh, kw = layer.weight.shape
     (sh, sw), (dh, dw) = stride, dilation
@@ -184,21 +257,20 @@ def _apply(layers, x):
         kind = layer.kind
         if kind in ("conv2d", "conv2d_general"):
             if kind == "conv2d_general" and any(layer.pads):
-                raise TypeError("padded convolution")
+                x = _zpad(x, layer.pads, _q(Fraction(0)))
             g = ((1, 1), (1, 1)) if kind == "conv2d" else (layer.stride, layer.dilation)
             x = _conv(layer, x, *g)
         elif kind == "max_pool":
-            if any(layer.pads):
-                raise TypeError("padded max pool")
             (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.stride, layer.dilation
+            x = _zpad(x, layer.pads, None)  # padding cells take no part in the max
             C, H, W = x.shape
             Ho, Wo = (H - (kh - 1) * dh - 1) // sh + 1, (W - (kw - 1) * dw - 1) // sw + 1
             out = np.empty((C, Ho, Wo), dtype=object)
             for c in range(C):
                 for i in range(Ho):
                     for j in range(Wo):
-                        out[c, i, j] = _zmax([x[c, i * sh + a * dh, j * sw + b * dw]
-                                              for a in range(kh) for b in range(kw)])
+                        cells = [x[c, i * sh + a * dh, j * sw + b * dw] for a in range(kh) for b in range(kw)]
+                        out[c, i, j] = _zmax([v for v in cells if v is not None])
             x = out
         elif kind == "affine":
             scale = np.broadcast_to(layer.scale, x.shape)

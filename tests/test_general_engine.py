@@ -2,14 +2,17 @@
 
 Issue 9 item 3. Over random small tasks (tests/randtasks.py, noise-free and noisy; derandomized:
 the same ones on every run; N_FAST in the default tier, N_FULL in the slow tier), each task gets
-five networks of the general form Head ∘ GlobalMax ∘ L (tests/general_nets.py):
+six networks of the general form Head ∘ GlobalMax ∘ L (tests/general_nets.py):
 
 * ``random``: random small rational weights, conv k×k -> ReLU -> [max pool] -> [conv -> ReLU];
 * ``strided``: the same with a stride-2 first convolution (``GeneralConv2d``);
 * ``affine``: the same with a per-channel affine layer after the first convolution;
 * ``deep``: the paper's network with a 2×2 max pool and an identity 1×1 conv + ReLU inserted
   before the global pooling (the same function: checked);
-* ``perturbed``: ``deep`` of the paper's network with one parameter changed by ±1 or set to 0.
+* ``perturbed``: ``deep`` of the paper's network with one parameter changed by ±1 or set to 0;
+* ``padded``: ``random`` with padding (a padded first convolution, SAME or one-sided, and when
+  drawn a padded max pool and a padded second convolution), or the paper's network with its
+  detectors padded (border windows see partial features), drawn.
 
 ``compositional.prove(..., fallback=False)`` on each is compared with the truth:
 
@@ -37,7 +40,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from general_nets import all_mutations, deepen, mutate, perturb, random_local, scene_violation
+from general_nets import all_mutations, deepen, mutate, padded, perturb, random_local, scene_violation
 from naive import naive_min_margin
 from randtasks import random_task
 
@@ -51,7 +54,7 @@ from cnnproof.verifier.recheck import problem
 
 N_FAST = 40  # the default tier
 N_FULL = 300  # the slow tier
-KINDS = ("random", "strided", "affine", "deep", "perturbed")
+KINDS = ("random", "strided", "affine", "deep", "perturbed", "padded")
 COUNTS: dict[str, Counter] = {"fast": Counter(), "full": Counter()}
 TIMES: dict[str, Counter] = {"fast": Counter(), "full": Counter()}
 UNKNOWNS: dict[str, list] = {"fast": [], "full": []}
@@ -61,7 +64,7 @@ TASKS = st.integers(0, 2).flatmap(lambda k: random_task(disjoint=k > 0))
 
 
 def networks(data, task):
-    """(kind, network, description) for the five kinds of the module docstring."""
+    """(kind, network, description) for the first five kinds of the module docstring."""
     paper = build_network(task)
     out = []
     for kind, kw in (("random", {}), ("strided", {"strided": True}), ("affine", {"affine": True})):
@@ -101,6 +104,7 @@ def agree(pair, data, tier: str) -> None:
     counts["noisy tasks"] += task.noise != 0
     paper, nets = networks(data, task)
     margin = data.draw(st.sampled_from([None, None, Fraction(1), Fraction(1, 2)]), label="margin")
+    nets.append(("padded", *padded(data, task, paper)))  # drawn last: the other kinds' draws stay as they were
     q = Question("zero_error", margin)
     paper_worst = naive_min_margin(task, paper.evaluate) if task.noise == 0 else None
     for kind, net, desc in nets:

@@ -494,7 +494,6 @@ def class_lemmas(task: Task, shape: LocalShape, c: int, budget: int = DEFAULT_BU
             pls.append(pl)
             P = len(pl.names)
             has = np.zeros(P, dtype=bool)
-            A[f"pmin{ti}"] = None
             blocks = (blk for mask in corner_groups(task, cls, pl, wt)
                       for blk in configurations(pl, cls, budget, deadline, mask=mask))
             for k, t in blocks:
@@ -503,15 +502,16 @@ def class_lemmas(task: Task, shape: LocalShape, c: int, budget: int = DEFAULT_BU
                 total += len(t)
                 hm, ha, lm = hi.max(axis=0), hi.argmax(axis=0), lo.min(axis=0)
                 if "top" not in A:
-                    A["top"], A["floor"] = hm.copy(), lm.copy()
+                    A["top"] = hm.copy()
                     best_t = [(ti, [int(p) for p in t[ha[o]]]) for o in range(O)]
                 else:
                     for o in range(O):
                         if hm[o] > A["top"][o]:
                             best_t[o] = (ti, [int(p) for p in t[ha[o]]])
                     A["top"] = np.maximum(A["top"], hm)
-                    A["floor"] = np.minimum(A["floor"], lm)
-                if A[f"pmin{ti}"] is None:
+                fk = f"floor{ti}"  # the least value of a window of this type
+                A[fk] = lm.copy() if fk not in A else np.minimum(A[fk], lm)
+                if f"pmin{ti}" not in A:
                     A[f"pmin{ti}"] = np.zeros((P, O), dtype=lo.dtype)
                 for j in range(k):
                     col = t[:, j]
@@ -535,7 +535,8 @@ def class_lemmas(task: Task, shape: LocalShape, c: int, budget: int = DEFAULT_BU
             where.update({(ti, pl.names[p], int(pl.offsets[p, 0]), int(pl.offsets[p, 1])): p
                           for p in range(P) if has[p]})
         D = acc.den
-        floor = A["floor"]
+        # every image has a window of each type: the pooled value is at least each type's least value
+        floor = np.max(np.stack([A[f"floor{ti}"] for ti in range(len(br.types))]), axis=0)
         best = floor.copy()
         tindex = {wt.axis: ti for ti, wt in enumerate(br.types)}
         rtypes = [(wt.rows, wt.window[0]) for wt in br.types if wt.axis[1] == 0]  # one per row group

@@ -277,7 +277,7 @@ def class_ranges(task: Task, net: Network, c: int) -> list[tuple[Fraction, Fract
                 least.update({p: [Fraction(int(v), D) for v in lo[ks].min(axis=0)] for p, ks in holding.items()})
                 lmin = [Fraction(int(x), D) for x in lo.min(axis=0)]
                 hmax = [Fraction(int(x), D) for x in hi.max(axis=0)]
-                floor = lmin if floor is None else [min(a, b) for a, b in zip(floor, lmin)]
+                floor = lmin if floor is None else [max(a, b) for a, b in zip(floor, lmin)]  # each type occurs
                 top = hmax if top is None else [max(a, b) for a, b in zip(top, hmax)]
         best = list(floor)
         for n in cls.required:
