@@ -6,8 +6,8 @@ its own code in ``checker/configurations.py``). Trusted: no; every range it clai
 re-derived by the checker, and a verdict that rests on it is PROVED only through the head
 lemma it feeds.
 
-For ``N = Head ∘ GlobalMax ∘ L`` with ``L`` a stack of convolutions (any kernel, stride and
-dilation, no padding), ReLUs, max pooling (no padding) and per-channel affine maps, output
+For ``N = Head ∘ GlobalMax ∘ L`` with ``L`` a stack of convolutions (any kernel, stride,
+dilation and padding), ReLUs, max pooling and per-channel affine maps, output
 position ``u`` of a branch reads the input window ``R(u)`` = rows ``u_r·S .. u_r·S + F - 1``
 (columns likewise), and its value is ``L(content of R(u))``: the stack evaluated on that crop
 alone. In an image of class ``c`` the base content of a window is fixed by its **local
@@ -24,6 +24,11 @@ feature and ``max_distractors`` distractors) contains every window of every imag
   canvas) see ``f`` at offset ``o``, so the pooled value is at least
   ``min over a of max over those o of m(f, o)``, where ``m(f, o)`` is the least value over the
   configurations with ``f`` at ``o``: that is ``lo_k(c)``.
+
+With padding, output positions are grouped per axis by the crop that determines them
+(:func:`window_types`: the interior, and each border row or column on its own); each group's
+windows are its in-canvas crops at its own canvas positions, evaluated with the padding they
+read, and the bounds above range over every group (docs/configurations.md, "Padding").
 
 The paper's network is the special case that ``compositional.py`` handles by its window lemma;
 this module covers every other network of the form.

@@ -1,9 +1,9 @@
 """Configuration lemmas, re-derived (MODEL.md section 6 generalised; docs/configurations.md).
 Trusted: yes (checker). Stage: certificate obligation -> re-derived channel ranges.
 
-For a network Head ∘ GlobalMax ∘ L, L a valid stack (no padding) of convolutions, ReLUs, max
-pooling and per-channel affine maps, the checker enumerates, with its own code, every local
-configuration of a class in a branch's receptive window (placements that meet the window,
+For a network Head ∘ GlobalMax ∘ L, L a stack of convolutions, ReLUs, max pooling (padded or
+not) and per-channel affine maps, the checker enumerates, with its own code, every local
+configuration of a class in the crop of each group of output positions (``_crops``) (placements that meet the window,
 pairwise apart by the gap, within the class's counts), evaluates the stack on each window
 exactly (with noise: interval bounds over the noise box, from the layers' own exact evaluation
 of the positive and negative weights), and derives for each channel the range [lo, hi] of the
