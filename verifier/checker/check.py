@@ -22,6 +22,7 @@ from cnnproof.constructions.task import Task, load_task
 from cnnproof.verifier.certificate import network_sha256, task_sha256
 from cnnproof.verifier.checker import configurations, scenes
 from cnnproof.verifier.checker.head_query import head_layers, head_smtlib
+from cnnproof.verifier.checker.normal_form import normal_form
 from cnnproof.verifier.checker.solvers import both_unsat, cvc5_version, z3_version
 from cnnproof.verifier.checker.windows import decompose, window_smtlib
 from cnnproof.verifier.errors import InputError
@@ -476,7 +477,18 @@ def _check_wellposed(task, obs, used, never, joint, counts):
 
 def _check_zero_error(task, net, margin, obs, used, never, joint, counts) -> dict:
     """Every obligation of zero error; returns per class the lower bound on min N_c - N_c' that its
-    head obligation proves (None when it proves only the theorem's claim)."""
+    head obligation proves (None when it proves only the theorem's claim). The obligations are
+    about the network's normal form (checker/normal_form.py), whose rewrites the certificate lists."""
+    net, rewrites = normal_form(net)
+    listed = [k for k, o in enumerate(obs) if o.get("kind") == "normal-form"]
+    if len(listed) > 1 or (listed and obs[listed[0]].get("rewrites") != rewrites) or (rewrites and not listed):
+        raise Rejected(f"the normal-form obligation does not list the rewrites of the network ({len(rewrites)}: "
+                       f"{'; '.join(rewrites) or 'none'})")
+    if listed:
+        if (obs[listed[0]].get("discharged_by") or {}).get("procedure") != "exact-rewrites":
+            raise Rejected(f"obligation #{listed[0]}: unknown normal-form procedure")
+        used.add(listed[0])
+        counts["normal-form"] += 1
     if any(o.get("kind") == "configuration" for o in obs):
         return _check_general(task, net, margin, obs, used, counts)
     try:
