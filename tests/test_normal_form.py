@@ -88,12 +88,16 @@ def test_every_rewrite_keeps_the_function():
     [MaxPool((2, 2), stride=(3, 3))],  # skips a column and a row
     [MaxPool((2, 2)), "negate"],  # followed by a decreasing map
     [MaxPool((2, 2)), "mix"],  # followed by a 1x1 convolution that mixes channels
+    [MaxPool((2, 2)), "where"],  # followed by an affine map whose shift depends on the position
 ])
 def test_rewrites_do_not_fire_where_they_would_change_the_function(tail):
     layers = [Conv2d.from_lists([[[[1]]], [[[-1]]]], [0, 1]), ReLU()]
     for t in tail:
         if t == "negate":
             layers.append(_affine(2, -1))
+        elif t == "where":
+            shift = fraction_array([Fraction(v % 3) for v in range(2 * 5 * 5)], (2, 5, 5))
+            layers.append(Affine(fraction_array([1, 1], (2, 1, 1)), shift))
         elif t == "mix":
             layers.append(Conv2d.from_lists([[[[1]], [[1]]], [[[0]], [[1]]]], [0, 0]))
         else:

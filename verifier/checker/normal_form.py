@@ -47,7 +47,7 @@ def _monotone(layer) -> bool:
     if isinstance(layer, ReLU):
         return True
     return (isinstance(layer, Affine) and layer.scale.ndim == 3 and layer.scale.shape[1:] == (1, 1)
-            and all(Fraction(v) >= 0 for v in layer.scale.flat))
+            and layer.shift.shape[1:] == (1, 1) and all(Fraction(v) >= 0 for v in layer.scale.flat))
 
 
 def _covers(pool: MaxPool, shape) -> bool:
