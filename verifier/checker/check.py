@@ -157,6 +157,21 @@ def _resolve(name, cert_path: Path, key: str, option: str) -> str:
     return str(p.resolve())
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list) -> dict:
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
 class _Checked(set):
     """The indices of the obligations re-decided so far. Each one added is reported to
     ``progress(i, total)``, ``i`` counting from 0 (a progress bar; it never affects the check)."""
@@ -184,7 +199,9 @@ def check_certificate(cert_path, task_path=None, net_path=None, progress=None, *
     if net_path and paper_network:  # two networks: checking one would silently ignore the other
         raise InputError(str(net_path), "paper_network", "and a network file name two different networks: give one")
     try:
-        cert = json.loads(cert_path.read_text(encoding="utf-8"))
+        cert = json.loads(cert_path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:  # two values for one key: which one a reader takes is not defined
+        raise InputError(str(cert_path), e.key, "the key appears twice in one object of the certificate") from None
     except FileNotFoundError:
         raise InputError(str(cert_path), None, "no such file") from None
     except UnicodeDecodeError as e:
