@@ -150,3 +150,29 @@ def test_a_certificate_must_list_the_rewrites(tmp_path):
     bad.write_text(json.dumps(data))
     res = check_certificate(bad, task_path, net_path)
     assert not res.ok and "normal-form" in res.reason, res
+
+
+def test_an_empty_normal_form_obligation_is_rejected(tmp_path):
+    """A network already in normal form has no normal-form obligation: a vacuous one (no
+    rewrites) is not one the prover writes, so the checker does not accept it."""
+    from cnnproof.cli import main
+
+    task_path = TASKS / "channels.toml"
+    net_path, cert = tmp_path / "paper.json", tmp_path / "cert.json"
+    save_network(build_network(load_task(task_path)), net_path)
+    assert main(["prove", str(task_path), "--net", str(net_path), "--certificate", str(cert)]) == 0
+    data = json.loads(cert.read_text())
+    data["obligations"].insert(0, {"kind": "normal-form", "rewrites": [], "discharged_by": {"procedure": "exact-rewrites"}})
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    res = check_certificate(bad, task_path, net_path)
+    assert not res.ok and "normal-form" in res.reason, res
+
+
+def test_progress_names_the_lemmas_of_the_normal_form():
+    from cnnproof.verifier.prove import prove
+
+    task = load_task(TASKS / "channels.toml")
+    said: list[str] = []
+    prove(task, deeper(build_network(task)), Q, progress=said.append)
+    assert "compositional: window, scene and head lemmas" in said, said

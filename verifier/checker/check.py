@@ -498,7 +498,7 @@ def _check_zero_error(task, net, margin, obs, used, never, joint, counts) -> dic
     about the network's normal form (checker/normal_form.py), whose rewrites the certificate lists."""
     net, rewrites = normal_form(net)
     listed = [k for k, o in enumerate(obs) if o.get("kind") == "normal-form"]
-    if len(listed) > 1 or (listed and obs[listed[0]].get("rewrites") != rewrites) or (rewrites and not listed):
+    if len(listed) > 1 or (listed and obs[listed[0]].get("rewrites") != rewrites) or bool(rewrites) != bool(listed):
         raise Rejected(f"the normal-form obligation does not list the rewrites of the network ({len(rewrites)}: "
                        f"{'; '.join(rewrites) or 'none'})")
     if listed:
