@@ -8,9 +8,8 @@ layers), its weights rounded to multiples of 2^-3, and converted exactly to a cn
 ``compositional.prove(..., fallback=False)`` must agree with the truth: for noise-free tasks the
 naive enumerator's exact worst margin (PROVED only when it is true, at that margin; REFUTED only
 when false), for noisy ones ``smt``. Counterexamples re-check by exact evaluation. UNKNOWN is
-counted and printed per noise-free and noisy tasks, and bounded: on noisy tasks most answers
-are UNKNOWN today (docs/configurations.md, "Limits": the box of ranges forgets that a window's
-channels share its pixels' noise).
+counted and printed per noise-free and noisy tasks, and bounded (docs/configurations.md,
+"Limits").
 """
 
 from __future__ import annotations
@@ -168,9 +167,8 @@ def test_trained_counts(tier):
           {k: v for k, v in sorted(c.items(), key=str) if isinstance(k, tuple) and k[0] != "unknown"})
     for noisy in ("noise-free", "noisy"):
         print(f"  UNKNOWN on {noisy} tasks: {c[('unknown', noisy)]} of {c[noisy]}")
-    # Measured (default tier): noise-free 1 of 16; noisy 14 of 23. With noise the box of
-    # per-channel ranges forgets that the channels of one window share the noise of its pixels, and
-    # trained detector banks are correlated channels: docs/configurations.md, "Limits".
+    # Measured (default tier): noise-free 1 of 16, noisy 3 of 23 (before the lower bounds counted
+    # the copies of a required feature: 14 of 23); docs/configurations.md, "Limits".
     assert c[("unknown", "noise-free")] <= max(1, c["noise-free"] / 5), c
-    assert c[("unknown", "noisy")] <= 0.9 * c["noisy"], c
+    assert c[("unknown", "noisy")] <= max(1, c["noisy"] / 4), c
     assert any(c[(a, "PROVED")] for a in ("paper", "pool")) and any(c[(a, "REFUTED")] for a in ("paper", "pool")), c

@@ -426,6 +426,36 @@ def test_random_configuration_ranges_contain_brute_force_values(seed):
     assert checked >= 1
 
 
+@pytest.mark.parametrize("seed", [*range(3), *(pytest.param(k, marks=pytest.mark.slow) for k in range(3, 12))])
+def test_lower_bounds_that_count_copies_contain_brute_force_values(seed):
+    """lo_k counts the copies of a required feature (configurations.copies_floor): with 2 or 3
+    copies forced, every scene's pooled value is still inside [lo, hi] (all scenes enumerated),
+    and the checker derives the same ranges with its own code."""
+    rng = random.Random(1000 + seed)
+    checked = 0
+    for _ in range(8):
+        text = _random_task(rng).replace("copies = 2\n", "").replace("[scene]\n", f"[scene]\ncopies = {2 + seed % 2}\n")
+        try:
+            task = task_from_toml(text, "t.toml")
+            layers, ch = _random_stack(rng, task.channels)
+            net = Network((task.channels, task.height, task.width),
+                          tuple(layers) + (GlobalMaxPool(), Flatten(), Dense.from_lists([[1] * ch, [-1] * ch], [0, 0])),
+                          ("c0", "c1"))
+            net.evaluate(base_image(task, next(iter(enumerate_scenes(task, task.classes[0])))))
+        except Exception:  # an ill-formed draw (no scene, the kernel does not fit): skip it
+            continue
+        shape = configurations.local_decompose(net)
+        for c, cls in enumerate(task.classes):
+            lem = configurations.class_lemmas(task, shape, c)
+            assert [(r.lo, r.hi) for r in lem.ranges] == checker_configurations.class_ranges(task, net, c)
+            vals = [_pooled(shape, base_image(task, s)) for s in itertools.islice(enumerate_scenes(task, cls), 4000)]
+            for r in lem.ranges:
+                got = [v[r.channel] for v in vals]
+                assert r.lo <= min(got) and max(got) <= r.hi, (seed, c, r, min(got), max(got), text)
+        checked += 1
+    assert checked >= 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Defended: tampered certificates of the general engine
 # ---------------------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ feature and ``max_distractors`` distractors) contains every window of every imag
 - every scene of ``c`` places each required ``f`` at some anchor ``a``; the windows whose
   corner ``a - o`` is an output position (``o ≡ a`` mod the stride, the window inside the
   canvas) see ``f`` at offset ``o``, so the pooled value is at least
-  ``min over a of max over those o of m(f, o)``, where ``m(f, o)`` is the least value over the
-  configurations with ``f`` at ``o``: that is ``lo_k(c)``.
+  ``L(a) = max over those o of m(f, o)``, where ``m(f, o)`` is the least value over the
+  configurations with ``f`` at ``o``; with ``copies`` placements of ``f`` pairwise apart, the
+  least largest ``L`` over the copies (:func:`copies_floor`) is ``lo_k(c)``.
 
 The paper's network is the special case that ``compositional.py`` handles by its window lemma;
 this module covers every other network of the form.
@@ -31,6 +32,7 @@ this module covers every other network of the form.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -398,6 +400,42 @@ def _offsets(n: int, F: int, S: int, size: int, anchors: range) -> list[tuple[in
     return sorted(out)
 
 
+def _offset_groups(n: int, F: int, S: int, size: int, anchors) -> dict[tuple, list[int]]:
+    """:func:`_offsets` with, for each distinct offset set, the anchors that have it."""
+    out: dict[tuple, list[int]] = {}
+    for a in anchors:
+        out.setdefault(_offsets(n, F, S, size, [a])[0], []).append(a)
+    return out
+
+
+def copies_floor(groups: list, copies: int, h: int, w: int, gap: int):
+    """The least pooled vector that ``copies`` placements of one required h x w feature force.
+
+    ``groups``: (anchor rows, anchor columns, v) where every anchor of the group forces the
+    pooled vector >= v. A scene places the feature exactly ``copies`` times at anchors pairwise
+    apart (rows or columns at least h + gap, resp. w + gap, apart), so it is >= the
+    componentwise max of the copies' vectors; the floor is the least such max over the tuples of
+    groups whose every pair can hold two apart anchors (a superset of the scenes' tuples: sound).
+    Tuples of at most 3 copies are considered (fewer copies force less: still sound)."""
+    G = len(groups)
+    k = min(copies, 3 if G <= 24 else 2)
+    if k <= 1:
+        return np.minimum.reduce([g[2] for g in groups])
+
+    def apart(a, b) -> bool:
+        (r1, c1, _), (r2, c2, _) = groups[a], groups[b]
+        return (max(r2) - min(r1) >= h + gap or max(r1) - min(r2) >= h + gap
+                or max(c2) - min(c1) >= w + gap or max(c1) - min(c2) >= w + gap)
+
+    ok = [[apart(a, b) for b in range(G)] for a in range(G)]
+    best = None
+    for t in itertools.combinations_with_replacement(range(G), k):
+        if all(ok[a][b] for a, b in itertools.combinations(t, 2)):
+            v = np.maximum.reduce([groups[a][2] for a in t])
+            best = v if best is None else np.minimum(best, v)
+    return best if best is not None else np.minimum.reduce([g[2] for g in groups])
+
+
 class _Acc:
     """Integer arrays over one running denominator (rescaled when a block brings a new one)."""
 
@@ -475,14 +513,14 @@ def class_lemmas(task: Task, shape: LocalShape, c: int, budget: int = DEFAULT_BU
         for n in cls.required:
             f = feats[n]
             grid = anchors_for(task, cls, f)
-            rows = _offsets(task.height, Fh, Sh, f.height, grid.rows)
-            cols = _offsets(task.width, Fw, Sw, f.width, grid.cols)
-            worst = None
-            for orow in rows:
-                for ocol in cols:
+            rows = _offset_groups(task.height, Fh, Sh, f.height, grid.rows)
+            cols = _offset_groups(task.width, Fw, Sw, f.width, grid.cols)
+            groups = []
+            for orow, rs in rows.items():
+                for ocol, cs in cols.items():
                     ids = [where[(n, r, q)] for r in orow for q in ocol if (n, r, q) in where]
-                    m = pmin[ids].max(axis=0) if ids else floor
-                    worst = m if worst is None else np.minimum(worst, m)
+                    groups.append((rs, cs, pmin[ids].max(axis=0) if ids else floor))
+            worst = copies_floor(groups, cls.copies, f.height, f.width, cls.gap) if groups else None
             if worst is not None:
                 best = np.maximum(best, worst)
         for o in range(O):

@@ -13,6 +13,7 @@ pooled value over every image of the class. The prover's claimed ranges must equ
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from fractions import Fraction
 
 import numpy as np
@@ -229,13 +230,36 @@ def class_ranges(task: Task, net: Network, c: int) -> list[tuple[Fraction, Fract
             ok = [(i, j) for i in range(task.height - f.height + 1) for j in range(task.width - f.width + 1)
                   if cls.anchors.allows(i, j)]
             rows_, cols_ = {i for i, _ in ok}, {j for _, j in ok}
-            worst = None
-            for orow in _offsets(task.height, F[0], S[0], f.height, rows_):
-                for ocol in _offsets(task.width, F[1], S[1], f.width, cols_):
-                    vals = [least[(n, r, q)] for r in orow for q in ocol if (n, r, q) in least]
-                    m = [max(v[o] for v in vals) for o in range(O)] if vals else floor
-                    worst = m if worst is None else [min(a, b) for a, b in zip(worst, m)]
+            groups: dict = {}  # (row offsets, column offsets) -> its anchors
+            rk = {i: next(iter(_offsets(task.height, F[0], S[0], f.height, [i]))) for i in rows_}
+            ck = {j: next(iter(_offsets(task.width, F[1], S[1], f.width, [j]))) for j in cols_}
+            for i, j in ok:
+                groups.setdefault((rk[i], ck[j]), []).append((i, j))
+            forced = []  # (anchors, the vector every one of them forces)
+            for (orow, ocol), anchors in groups.items():
+                vals = [least[(n, r, q)] for r in orow for q in ocol if (n, r, q) in least]
+                forced.append((anchors, [max(v[o] for v in vals) for o in range(O)] if vals else floor))
+            worst = _copies_floor(forced, cls.copies, f.height + cls.gap, f.width + cls.gap) if forced else None
             if worst is not None:
                 best = [max(a, b) for a, b in zip(best, worst)]
         out += [(best[o], top[o]) for o in range(O)]
     return out
+
+
+def _copies_floor(forced: list, copies: int, dr: int, dc: int) -> list:
+    """The least componentwise max of the vectors of ``copies`` groups (at most 3) any two of
+    which hold anchors at least ``dr`` rows or ``dc`` columns apart (each copy of a required
+    feature forces its group's vector; the copies of a scene are that far apart)."""
+    ext = [(min(r for r, _ in g), max(r for r, _ in g), min(c for _, c in g), max(c for _, c in g)) for g, _ in forced]
+
+    def apart(a, b) -> bool:  # some anchor of a and some anchor of b that far apart
+        (r0, r1, c0, c1), (s0, s1, d0, d1) = ext[a], ext[b]
+        return max(r1 - s0, s1 - r0) >= dr or max(c1 - d0, d1 - c0) >= dc
+
+    k = min(copies, 3 if len(forced) <= 24 else 2)
+    best = None
+    for t in itertools.combinations_with_replacement(range(len(forced)), k):
+        if all(apart(a, b) for a, b in itertools.combinations(t, 2)):
+            v = [max(forced[a][1][o] for a in t) for o in range(len(forced[0][1]))]
+            best = v if best is None else [min(x, y) for x, y in zip(best, v)]
+    return best if best is not None else [min(f[1][o] for f in forced) for o in range(len(forced[0][1]))]
