@@ -345,7 +345,7 @@ def test_proofs_bad_fail_for_their_reason(name, capsys):
 # -- the fence -------------------------------------------------------------------------------------
 
 ALLOWED = {
-    "__future__", "json", "collections", "dataclasses", "fractions", "pathlib", "numpy", "z3", "cvc5",
+    "__future__", "json", "collections", "dataclasses", "fractions", "itertools", "pathlib", "numpy", "z3", "cvc5",
     "cnnproof.constructions.task", "cnnproof.verifier.network", "cnnproof.verifier.exact",
     "cnnproof.verifier.errors", "cnnproof.verifier.certificate", "cnnproof.verifier.checker",
     "cnnproof.constructions.task_to_network",  # only to rebuild a network the certificate says was built
