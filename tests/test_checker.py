@@ -187,6 +187,20 @@ def test_not_a_certificate_is_bad_input(tmp_path, content):
     assert main(["check", str(tmp_path / "c.json")]) == 2
 
 
+def test_a_duplicate_key_is_bad_input(certs, tmp_path):
+    """Two values for one key (e.g. a second "verdict" after the first): JSON readers disagree on
+    which one counts, so the certificate is bad input naming the key, never checked."""
+    from cnnproof.cli import main
+
+    tmp, cs = certs
+    text = json.dumps(cs["faces"])
+    assert text.startswith("{")
+    (tmp_path / "c.json").write_text('{"verdict": "REFUTED", ' + text[1:])
+    with pytest.raises(InputError, match="verdict.*appears twice"):
+        check_certificate(tmp_path / "c.json")
+    assert main(["check", str(tmp_path / "c.json")]) == 2
+
+
 def test_missing_task_file_names_the_folder_it_was_resolved_from(certs, tmp_path, capsys):
     """Issue 14.10: a task file named by the certificate is resolved relative to the
     certificate's folder, and the message says so, with the resolved path."""
@@ -331,7 +345,7 @@ def test_proofs_bad_fail_for_their_reason(name, capsys):
 # -- the fence -------------------------------------------------------------------------------------
 
 ALLOWED = {
-    "__future__", "json", "collections", "dataclasses", "fractions", "pathlib", "numpy", "z3", "cvc5",
+    "__future__", "json", "collections", "dataclasses", "fractions", "itertools", "pathlib", "numpy", "z3", "cvc5",
     "cnnproof.constructions.task", "cnnproof.verifier.network", "cnnproof.verifier.exact",
     "cnnproof.verifier.errors", "cnnproof.verifier.certificate", "cnnproof.verifier.checker",
     "cnnproof.constructions.task_to_network",  # only to rebuild a network the certificate says was built

@@ -24,7 +24,7 @@ from cnnproof.constructions.task_to_network import build_network
 from cnnproof.verifier import compositional, configurations, exhaustive
 from cnnproof.verifier.checker import configurations as checker_configurations
 from cnnproof.verifier.checker.check import check_certificate
-from cnnproof.verifier.network import (Conv2d, GlobalMaxPool, MaxPool, Network, Parallel, ReLU, save_network,
+from cnnproof.verifier.network import (Conv2d, Dense, GlobalMaxPool, MaxPool, Network, Parallel, ReLU, save_network,
                                        with_parameter)
 from cnnproof.verifier.outcome import Proved, Question, Refuted
 from cnnproof.verifier.prove import prove
@@ -44,14 +44,22 @@ def _identity(C: int) -> Conv2d:
     return Conv2d(w, np.array([_fr(0)] * C, dtype=object))
 
 
-def deeper(net: Network) -> Network:
+def _doubling(C: int) -> Conv2d:
+    w = np.array([[_fr(2 * int(a == b)) for b in range(C)] for a in range(C)], dtype=object).reshape(C, C, 1, 1)
+    return Conv2d(w, np.array([_fr(0)] * C, dtype=object))
+
+
+def deeper(net: Network, general: bool = False) -> Network:
     """The same function with a 2x2 stride-1 max pool and an identity 1x1 conv + ReLU between
-    each branch's detectors and its global max pooling (exact: the detectors' maps are 0/1 and
-    max pooling over a window of a 0/1 map keeps every 1 inside the canvas's windows)."""
+    each branch's detectors and its global max pooling (exact: max pooling windows that cover
+    the map change no global maximum). The normal form (checker/normal_form.py) undoes this, so
+    the paper's path decides it. ``general=True`` makes the 1x1 convolution double every channel
+    and the head's first dense layer halve its weights back: the same function, but no rewrite
+    applies, so the general engine (configuration lemmas) decides it."""
     def ext(body):
         j = next(k for k, l in enumerate(body) if isinstance(l, GlobalMaxPool))
         C = next(l for l in reversed(body[:j]) if hasattr(l, "weight")).weight.shape[0]
-        return body[:j] + [MaxPool((2, 2)), _identity(C), ReLU()] + body[j:]
+        return body[:j] + [MaxPool((2, 2)), (_doubling if general else _identity)(C), ReLU()] + body[j:]
 
     layers = list(net.layers)
     i = next(k for k, l in enumerate(layers) if isinstance(l, (GlobalMaxPool, Parallel)))
@@ -59,6 +67,10 @@ def deeper(net: Network) -> Network:
         layers[i] = Parallel(tuple(tuple(ext(list(b))) for b in layers[i].branches))
     else:
         layers = ext(layers)
+    if general:
+        d = next(k for k, l in enumerate(layers) if isinstance(l, Dense))
+        half = np.vectorize(lambda v: v / 2, otypes=[object])
+        layers[d] = Dense(half(layers[d].weight), layers[d].bias)
     return Network(net.input_shape, tuple(layers), net.class_names, net.channel_names)
 
 
@@ -114,13 +126,20 @@ required = ["ring"]
 
 
 @pytest.mark.parametrize("name", ["channels", "mixed_sizes", "stride_region", "distractors", "ink", "touching_gap1"])
-def test_deeper_paper_networks_are_proved_compositionally(name):
+@pytest.mark.parametrize("general", [False, True], ids=["normal-form", "configurations"])
+def test_deeper_paper_networks_are_proved_compositionally(name, general):
     task = load_task(TASKS / f"{name}.toml")
-    net = deeper(build_network(task))
-    assert isinstance(compositional.decompose(net), str)  # not the paper's form: the general engine
-    v = prove(task, net, Q, method="auto")
-    assert isinstance(v, Proved) and v.method == "auto/compositional", v
+    net = deeper(build_network(task), general=general)
+    assert isinstance(compositional.decompose(net), str)  # not the paper's form as written
+    record: list = []
+    v = compositional.prove(task, net, Q, fallback=False, record=record)
+    assert isinstance(v, Proved), v
     assert v.margin == 1  # the paper's margin, exact (a witness attains it)
+    kinds = {o["kind"] for o in record}
+    # the plain deeper form is rewritten back to the paper's (window lemmas); the doubled one is not
+    assert ("window" in kinds) == (not general) and ("configuration" in kinds) == general, kinds
+    assert ("normal-form" in kinds) == (not general)
+    assert prove(task, net, Q, method="auto").method == "auto/compositional"
 
 
 def test_five_by_five_detector_as_two_stacked_3x3_convolutions():
@@ -140,7 +159,7 @@ def test_five_by_five_detector_as_two_stacked_3x3_convolutions():
 @pytest.mark.parametrize("name", ["channels", "mixed_sizes", "ink", "levels_noise"])
 def test_prover_and_checker_ranges_agree(name):
     task = load_task(TASKS / f"{name}.toml")
-    net = deeper(build_network(task))
+    net = deeper(build_network(task), general=True)
     shape = configurations.local_decompose(net)
     for c in range(len(task.classes)):
         mine = [(r.lo, r.hi) for r in configurations.class_lemmas(task, shape, c).ranges]
@@ -150,7 +169,7 @@ def test_prover_and_checker_ranges_agree(name):
 def test_certificate_round_trip_and_tampering(tmp_path):
     task_path = TASKS / "channels.toml"
     task = load_task(task_path)
-    net = deeper(build_network(task))
+    net = deeper(build_network(task), general=True)
     net_path = tmp_path / "deep.json"
     save_network(net, net_path)
     from cnnproof.cli import main
@@ -178,7 +197,7 @@ def test_certificate_round_trip_and_tampering(tmp_path):
 
 def test_a_broken_deeper_network_is_refuted():
     task = load_task(TASKS / "channels.toml")
-    net = deeper(build_network(task))
+    net = deeper(build_network(task), general=True)
     refuted = 0
     for path, arr in net.parameters():
         if not path.startswith("layers[0]"):

@@ -62,6 +62,27 @@ def _insert(net: Network, extra: list) -> Network:
     return Network(net.input_shape, tuple(layers), net.class_names, net.channel_names)
 
 
+def _general(net: Network, extra: list) -> Network:
+    """:func:`_insert` of ``extra`` and then a 1x1 convolution doubling each channel, with the head's
+    first dense layer halved: the same function as ``_insert(net, extra)``, in a form that the
+    normal form (checker/normal_form.py) cannot rewrite, so the configuration lemmas decide it."""
+    def ext(body):
+        j = next(k for k, l in enumerate(body) if isinstance(l, GlobalMaxPool))
+        C = next(l for l in reversed(body[:j]) if hasattr(l, "weight")).weight.shape[0]
+        two = Conv2d.from_lists([[[[2 if a == b else 0]] for b in range(C)] for a in range(C)], [0] * C)
+        return body[:j] + list(extra) + [two] + body[j:]
+
+    layers = list(net.layers)
+    i = next(k for k, l in enumerate(layers) if isinstance(l, (GlobalMaxPool, Parallel)))
+    if isinstance(layers[i], Parallel):
+        layers[i] = Parallel(tuple(tuple(ext(list(b))) for b in layers[i].branches))
+    else:
+        layers = ext(layers)
+    d = next(k for k, l in enumerate(layers) if isinstance(l, Dense))
+    layers[d] = Dense(np.vectorize(lambda v: v / 2, otypes=[object])(layers[d].weight), layers[d].bias)
+    return Network(net.input_shape, tuple(layers), net.class_names, net.channel_names)
+
+
 def _pooled(shape, img) -> list[Fraction]:
     """The pooled vector (the head's input) of one image, exactly."""
     x, den = to_scaled_ints(np.array(img, dtype=object))
@@ -219,7 +240,7 @@ DILATED_POOL = [MaxPool((2, 2), stride=(1, 1), dilation=(2, 2))]
 
 def test_prover_and_checker_ranges_agree_under_anchor_rules():
     task = load_task(TASKS / "stride_region.toml")
-    net = _insert(build_network(task), DILATED_POOL)
+    net = _general(build_network(task), DILATED_POOL)
     shape = configurations.local_decompose(net)
     for c in range(len(task.classes)):
         mine = [(r.lo, r.hi) for r in configurations.class_lemmas(task, shape, c).ranges]
@@ -231,7 +252,7 @@ def test_stride_region_certificate_is_accepted(tmp_path):
 
     task_path = TASKS / "stride_region.toml"
     net_path, cert = tmp_path / "net.json", tmp_path / "cert.json"
-    save_network(_insert(build_network(load_task(task_path)), DILATED_POOL), net_path)
+    save_network(_general(build_network(load_task(task_path)), DILATED_POOL), net_path)
     assert main(["prove", str(task_path), "--net", str(net_path), "--certificate", str(cert)]) == 0
     res = check_certificate(cert, task_path, net_path)
     assert res.ok and res.verdict == "PROVED", res
@@ -240,7 +261,7 @@ def test_stride_region_certificate_is_accepted(tmp_path):
 def test_stride_region_dilated_pool_is_true():
     """The theorem of the xfail above is true: exhaustive proves it with the same margin."""
     task = load_task(TASKS / "stride_region.toml")
-    net = _insert(build_network(task), DILATED_POOL)
+    net = _general(build_network(task), DILATED_POOL)
     v, ex = compositional.prove(task, net, Q, fallback=False), exhaustive.prove(task, net, Q)
     assert isinstance(v, Proved) and isinstance(ex, Proved) and v.margin == ex.margin == 1
 
@@ -405,6 +426,36 @@ def test_random_configuration_ranges_contain_brute_force_values(seed):
     assert checked >= 1
 
 
+@pytest.mark.parametrize("seed", [*range(3), *(pytest.param(k, marks=pytest.mark.slow) for k in range(3, 12))])
+def test_lower_bounds_that_count_copies_contain_brute_force_values(seed):
+    """lo_k counts the copies of a required feature (configurations.copies_floor): with 2 or 3
+    copies forced, every scene's pooled value is still inside [lo, hi] (all scenes enumerated),
+    and the checker derives the same ranges with its own code."""
+    rng = random.Random(1000 + seed)
+    checked = 0
+    for _ in range(8):
+        text = _random_task(rng).replace("copies = 2\n", "").replace("[scene]\n", f"[scene]\ncopies = {2 + seed % 2}\n")
+        try:
+            task = task_from_toml(text, "t.toml")
+            layers, ch = _random_stack(rng, task.channels)
+            net = Network((task.channels, task.height, task.width),
+                          tuple(layers) + (GlobalMaxPool(), Flatten(), Dense.from_lists([[1] * ch, [-1] * ch], [0, 0])),
+                          ("c0", "c1"))
+            net.evaluate(base_image(task, next(iter(enumerate_scenes(task, task.classes[0])))))
+        except Exception:  # an ill-formed draw (no scene, the kernel does not fit): skip it
+            continue
+        shape = configurations.local_decompose(net)
+        for c, cls in enumerate(task.classes):
+            lem = configurations.class_lemmas(task, shape, c)
+            assert [(r.lo, r.hi) for r in lem.ranges] == checker_configurations.class_ranges(task, net, c)
+            vals = [_pooled(shape, base_image(task, s)) for s in itertools.islice(enumerate_scenes(task, cls), 4000)]
+            for r in lem.ranges:
+                got = [v[r.channel] for v in vals]
+                assert r.lo <= min(got) and max(got) <= r.hi, (seed, c, r, min(got), max(got), text)
+        checked += 1
+    assert checked >= 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Defended: tampered certificates of the general engine
 # ---------------------------------------------------------------------------------------------
@@ -417,7 +468,7 @@ def channels_cert(tmp_path_factory):
     d = tmp_path_factory.mktemp("cert")
     task_path = TASKS / "channels.toml"
     net_path, cert = d / "net.json", d / "cert.json"
-    save_network(_insert(build_network(load_task(task_path)), DILATED_POOL), net_path)
+    save_network(_general(build_network(load_task(task_path)), DILATED_POOL), net_path)
     assert main(["prove", str(task_path), "--net", str(net_path), "--certificate", str(cert)]) == 0
     assert check_certificate(cert, task_path, net_path).ok
     return task_path, net_path, json.loads(cert.read_text()), d

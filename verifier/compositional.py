@@ -35,6 +35,7 @@ import z3
 from cnnproof.constructions.scene_search import appear_together, forced_conflict, local_configuration, uncoverable_cell
 from cnnproof.constructions.scenes import SearchBudgetExceeded, base_image, find_scene
 from cnnproof.constructions.task import Task
+from cnnproof.verifier.checker.normal_form import normal_form
 from cnnproof.verifier.deadline import DeadlineExceeded, alarm, check, z3_timeout_ms
 from cnnproof.verifier.errors import NotApplicable
 from cnnproof.verifier.exact import format_rational
@@ -111,10 +112,12 @@ def decompose(net: Network) -> Shape | str:
 
 
 def applies(net: Network) -> bool:
-    """The network has a form the compositional method decides: the paper's (window lemmas)
-    or a general valid local stack (configuration lemmas)."""
+    """The network has a form the compositional method decides (after the exact rewrites of
+    ``checker/normal_form.py``): the paper's (window lemmas) or a general valid local stack
+    (configuration lemmas)."""
     from cnnproof.verifier.configurations import local_decompose
 
+    net, _ = normal_form(net)
     return not isinstance(decompose(net), str) or not isinstance(local_decompose(net), str)
 
 
@@ -481,6 +484,22 @@ def g_present(task: Task, img, f) -> bool:
 
 def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict], jobs=None, progress=None,
                 deadline=None) -> Verdict:
+    """Zero error of ``net``, decided on its normal form (``checker/normal_form.py``: exact rewrites
+    such as dropping an identity layer or a max pool whose windows cover the map before the global
+    max); a counterexample is re-checked on ``net`` itself."""
+    original = net
+    net, rewrites = normal_form(net)
+    if rewrites:
+        obligations.append({"kind": "normal-form", "rewrites": rewrites,
+                            "discharged_by": {"procedure": "exact-rewrites"}})
+    v = _zero_error_normal(task, net, q, obligations, jobs, progress, deadline)
+    if isinstance(v, Refuted) and rewrites:
+        confirm(task, original, q, v.counterexample)
+    return v
+
+
+def _zero_error_normal(task: Task, net: Network, q: Question, obligations: list[dict], jobs, progress,
+                       deadline) -> Verdict:
     from cnnproof.verifier.configurations import local_decompose
 
     shape = decompose(net)

@@ -22,8 +22,9 @@ feature and ``max_distractors`` distractors) contains every window of every imag
 - every scene of ``c`` places each required ``f`` at some anchor ``a``; the windows whose
   corner ``a - o`` is an output position (``o ≡ a`` mod the stride, the window inside the
   canvas) see ``f`` at offset ``o``, so the pooled value is at least
-  ``min over a of max over those o of m(f, o)``, where ``m(f, o)`` is the least value over the
-  configurations with ``f`` at ``o``: that is ``lo_k(c)``.
+  ``L(a) = max over those o of m(f, o)``, where ``m(f, o)`` is the least value over the
+  configurations with ``f`` at ``o``; with ``copies`` placements of ``f`` pairwise apart, the
+  least largest ``L`` over the copies (:func:`copies_floor`) is ``lo_k(c)``.
 
 With padding, output positions are grouped per axis by the crop that determines them
 (:func:`window_types`: the interior, and each border row or column on its own); each group's
@@ -37,6 +38,7 @@ this module covers every other network of the form.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -453,12 +455,43 @@ class ClassLemmas:
     argmax: dict  # channel -> (window, the placements of a configuration attaining hi)
 
 
-def _seen(types: list[tuple[list[int], int]], size: int, anchors: range) -> list[frozenset]:
+def _seen(types: list[tuple[list[int], int]], size: int, anchors) -> dict[frozenset, list[int]]:
     """For every anchor ``a`` of an item of extent ``size`` on one axis: the (type, offset) pairs
     at which some window sees the item (a corner ``t`` of type ``i``, crop length ``F``,
-    ``o = a - t`` with ``1 - size <= o <= F - 1``); distinct sets only."""
-    return sorted({frozenset((i, a - t) for i, (corners, F) in enumerate(types) for t in corners
-                             if 1 - size <= a - t <= F - 1) for a in anchors}, key=sorted)
+    ``o = a - t`` with ``1 - size <= o <= F - 1``); per distinct set, the anchors that have it."""
+    out: dict[frozenset, list[int]] = {}
+    for a in anchors:
+        key = frozenset((i, a - t) for i, (corners, F) in enumerate(types) for t in corners if 1 - size <= a - t <= F - 1)
+        out.setdefault(key, []).append(a)
+    return out
+
+
+def copies_floor(groups: list, copies: int, h: int, w: int, gap: int):
+    """The least pooled vector that ``copies`` placements of one required h x w feature force.
+
+    ``groups``: (anchor rows, anchor columns, v) where every anchor of the group forces the
+    pooled vector >= v. A scene places the feature exactly ``copies`` times at anchors pairwise
+    apart (rows or columns at least h + gap, resp. w + gap, apart), so it is >= the
+    componentwise max of the copies' vectors; the floor is the least such max over the tuples of
+    groups whose every pair can hold two apart anchors (a superset of the scenes' tuples: sound).
+    Tuples of at most 3 copies are considered (fewer copies force less: still sound)."""
+    G = len(groups)
+    k = min(copies, 3 if G <= 24 else 2)
+    if k <= 1:
+        return np.minimum.reduce([g[2] for g in groups])
+
+    def apart(a, b) -> bool:
+        (r1, c1, _), (r2, c2, _) = groups[a], groups[b]
+        return (max(r2) - min(r1) >= h + gap or max(r1) - min(r2) >= h + gap
+                or max(c2) - min(c1) >= w + gap or max(c1) - min(c2) >= w + gap)
+
+    ok = [[apart(a, b) for b in range(G)] for a in range(G)]
+    best = None
+    for t in itertools.combinations_with_replacement(range(G), k):
+        if all(ok[a][b] for a, b in itertools.combinations(t, 2)):
+            v = np.maximum.reduce([groups[a][2] for a in t])
+            best = v if best is None else np.minimum(best, v)
+    return best if best is not None else np.minimum.reduce([g[2] for g in groups])
 
 
 class _Acc:
@@ -549,13 +582,13 @@ def class_lemmas(task: Task, shape: LocalShape, c: int, budget: int = DEFAULT_BU
         for n in cls.required:
             f = feats[n]
             grid = anchors_for(task, cls, f)
-            worst = None
-            for srow in _seen(rtypes, f.height, grid.rows):
-                for scol in _seen(ctypes, f.width, grid.cols):
+            groups = []  # (anchor rows, anchor columns, the pooled vector each of them forces)
+            for srow, rs in _seen(rtypes, f.height, grid.rows).items():
+                for scol, cs in _seen(ctypes, f.width, grid.cols).items():
                     ms = [A[f"pmin{ti}"][where[key]] for (ri, r) in srow for (ci, q) in scol
                           for ti in [tindex[(ri, ci)]] for key in [(ti, n, r, q)] if key in where]
-                    m = np.max(np.stack(ms), axis=0) if ms else floor
-                    worst = m if worst is None else np.minimum(worst, m)
+                    groups.append((rs, cs, np.max(np.stack(ms), axis=0) if ms else floor))
+            worst = copies_floor(groups, cls.copies, f.height, f.width, cls.gap) if groups else None
             if worst is not None:
                 best = np.maximum(best, worst)
         for o in range(O):

@@ -28,8 +28,9 @@ class PeakWindow:
 def peak_windows(net: Network, image: np.ndarray, c: int, other: int, top: int = 3) -> list[PeakWindow]:
     """Up to ``top`` windows whose pooled channels push N_c' above N_c the most (push > 0);
     empty when the network is not of the compositional form or its head is not dense first."""
-    from cnnproof.verifier.compositional import decompose
+    from cnnproof.verifier.compositional import decompose, normal_form
 
+    net, _ = normal_form(net)  # the same function; a deeper form of the paper's is explained as the paper's
     shape = decompose(net)
     if isinstance(shape, str) or not shape.head or not isinstance(shape.head[0], Dense):
         return []

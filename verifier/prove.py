@@ -93,7 +93,7 @@ def _route(task, net, q, method, deadline, seed, progress, jobs, bar, route: lis
     if q.theorem == "wellposed" or compositional.applies(net):
         route[0] = "auto/compositional"
         if progress:
-            general = net is not None and isinstance(compositional.decompose(net), str)
+            general = net is not None and isinstance(compositional.decompose(compositional.normal_form(net)[0]), str)
             progress("compositional: " + ("configuration and head lemmas" if general else "window, scene and head lemmas"))
         v = compositional.prove(task, net, q, deadline=deadline, jobs=jobs, progress=bar, fallback=False)
         if not (isinstance(v, Unknown) and v.reason.startswith("lemmas undecided")) or q.theorem == "wellposed":

@@ -22,6 +22,7 @@ from cnnproof.constructions.task import Task, load_task
 from cnnproof.verifier.certificate import network_sha256, task_sha256
 from cnnproof.verifier.checker import configurations, scenes
 from cnnproof.verifier.checker.head_query import head_layers, head_smtlib
+from cnnproof.verifier.checker.normal_form import normal_form
 from cnnproof.verifier.checker.solvers import both_unsat, cvc5_version, z3_version
 from cnnproof.verifier.checker.windows import decompose, window_smtlib
 from cnnproof.verifier.errors import InputError
@@ -156,6 +157,21 @@ def _resolve(name, cert_path: Path, key: str, option: str) -> str:
     return str(p.resolve())
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list) -> dict:
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
 class _Checked(set):
     """The indices of the obligations re-decided so far. Each one added is reported to
     ``progress(i, total)``, ``i`` counting from 0 (a progress bar; it never affects the check)."""
@@ -183,7 +199,9 @@ def check_certificate(cert_path, task_path=None, net_path=None, progress=None, *
     if net_path and paper_network:  # two networks: checking one would silently ignore the other
         raise InputError(str(net_path), "paper_network", "and a network file name two different networks: give one")
     try:
-        cert = json.loads(cert_path.read_text(encoding="utf-8"))
+        cert = json.loads(cert_path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:  # two values for one key: which one a reader takes is not defined
+        raise InputError(str(cert_path), e.key, "the key appears twice in one object of the certificate") from None
     except FileNotFoundError:
         raise InputError(str(cert_path), None, "no such file") from None
     except UnicodeDecodeError as e:
@@ -476,7 +494,18 @@ def _check_wellposed(task, obs, used, never, joint, counts):
 
 def _check_zero_error(task, net, margin, obs, used, never, joint, counts) -> dict:
     """Every obligation of zero error; returns per class the lower bound on min N_c - N_c' that its
-    head obligation proves (None when it proves only the theorem's claim)."""
+    head obligation proves (None when it proves only the theorem's claim). The obligations are
+    about the network's normal form (checker/normal_form.py), whose rewrites the certificate lists."""
+    net, rewrites = normal_form(net)
+    listed = [k for k, o in enumerate(obs) if o.get("kind") == "normal-form"]
+    if len(listed) > 1 or (listed and obs[listed[0]].get("rewrites") != rewrites) or bool(rewrites) != bool(listed):
+        raise Rejected(f"the normal-form obligation does not list the rewrites of the network ({len(rewrites)}: "
+                       f"{'; '.join(rewrites) or 'none'})")
+    if listed:
+        if (obs[listed[0]].get("discharged_by") or {}).get("procedure") != "exact-rewrites":
+            raise Rejected(f"obligation #{listed[0]}: unknown normal-form procedure")
+        used.add(listed[0])
+        counts["normal-form"] += 1
     if any(o.get("kind") == "configuration" for o in obs):
         return _check_general(task, net, margin, obs, used, counts)
     try:

@@ -13,6 +13,7 @@ pooled value over every image of the class. The prover's claimed ranges must equ
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from fractions import Fraction
 
 import numpy as np
@@ -239,10 +240,9 @@ def _padded(layers, rneed, cneed) -> list:
     return out
 
 
-def _sees(crops, size, anchors) -> set:
-    """Per anchor on one axis: the (crop group, offset) pairs at which some window sees the item."""
-    return {frozenset((g, a - t) for g, (_, F, firsts) in enumerate(crops) for t in firsts if 1 - size <= a - t <= F - 1)
-            for a in anchors}
+def _sees(crops, size, a) -> frozenset:
+    """The (crop group, offset) pairs at which some window sees an item anchored at ``a`` on one axis."""
+    return frozenset((g, a - t) for g, (_, F, firsts) in enumerate(crops) for t in firsts if 1 - size <= a - t <= F - 1)
 
 
 def class_ranges(task: Task, net: Network, c: int) -> list[tuple[Fraction, Fraction]]:
@@ -282,14 +282,38 @@ def class_ranges(task: Task, net: Network, c: int) -> list[tuple[Fraction, Fract
         best = list(floor)
         for n in cls.required:
             f = task.feature(n)
-            ar, ac = _allowed(task, cls, f)
-            worst = None
-            for sr in _sees(rows, f.height, ar):
-                for sc in _sees(cols, f.width, ac):
-                    vals = [least[(g, q, n, r, s)] for g, r in sr for q, s in sc if (g, q, n, r, s) in least]
-                    m = [max(v[o] for v in vals) for o in range(O)] if vals else floor
-                    worst = m if worst is None else [min(a, b) for a, b in zip(worst, m)]
+            ok = [(i, j) for i in range(task.height - f.height + 1) for j in range(task.width - f.width + 1)
+                  if cls.anchors.allows(i, j)]
+            groups: dict = {}  # (row (group, offset) pairs, column pairs) -> its anchors
+            rk = {i: _sees(rows, f.height, i) for i in {i for i, _ in ok}}
+            ck = {j: _sees(cols, f.width, j) for j in {j for _, j in ok}}
+            for i, j in ok:
+                groups.setdefault((rk[i], ck[j]), []).append((i, j))
+            forced = []  # (anchors, the vector every one of them forces)
+            for (sr, sc), anchors in groups.items():
+                vals = [least[(g, q, n, r, s)] for g, r in sr for q, s in sc if (g, q, n, r, s) in least]
+                forced.append((anchors, [max(v[o] for v in vals) for o in range(O)] if vals else floor))
+            worst = _copies_floor(forced, cls.copies, f.height + cls.gap, f.width + cls.gap) if forced else None
             if worst is not None:
                 best = [max(a, b) for a, b in zip(best, worst)]
         out += [(best[o], top[o]) for o in range(O)]
     return out
+
+
+def _copies_floor(forced: list, copies: int, dr: int, dc: int) -> list:
+    """The least componentwise max of the vectors of ``copies`` groups (at most 3) any two of
+    which hold anchors at least ``dr`` rows or ``dc`` columns apart (each copy of a required
+    feature forces its group's vector; the copies of a scene are that far apart)."""
+    ext = [(min(r for r, _ in g), max(r for r, _ in g), min(c for _, c in g), max(c for _, c in g)) for g, _ in forced]
+
+    def apart(a, b) -> bool:  # some anchor of a and some anchor of b that far apart
+        (r0, r1, c0, c1), (s0, s1, d0, d1) = ext[a], ext[b]
+        return max(r1 - s0, s1 - r0) >= dr or max(c1 - d0, d1 - c0) >= dc
+
+    k = min(copies, 3 if len(forced) <= 24 else 2)
+    best = None
+    for t in itertools.combinations_with_replacement(range(len(forced)), k):
+        if all(apart(a, b) for a, b in itertools.combinations(t, 2)):
+            v = [max(forced[a][1][o] for a in t) for o in range(len(forced[0][1]))]
+            best = v if best is None else [min(x, y) for x, y in zip(best, v)]
+    return best if best is not None else [min(f[1][o] for f in forced) for o in range(len(forced[0][1]))]
