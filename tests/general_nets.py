@@ -21,11 +21,13 @@ Builders (each takes hypothesis ``data`` where it draws):
 * :func:`perturb`: :func:`deepen` of the paper's network with one parameter changed by ±1 or 0;
 * :func:`pad_paper`: the paper's network with each spatial detector a padded ``GeneralConv2d``
   (size-preserving pads, SAME or one-sided: the border windows see partial features);
-* :func:`padded`: :func:`random_local` with ``padded=True`` or :func:`pad_paper`, drawn.
+* :func:`padded`: :func:`random_local` with ``padded=True`` or :func:`pad_paper`, drawn;
+  :func:`padded_seeded` the same from a seed (no hypothesis draws).
 """
 
 from __future__ import annotations
 
+import random
 from fractions import Fraction
 from functools import lru_cache
 
@@ -54,9 +56,38 @@ def _identity_conv(F: int) -> Conv2d:
 PADS = {1: [(0, 0, 0, 0)], 2: [(0, 0, 1, 1), (1, 1, 0, 0), (1, 0, 0, 1)], 3: [(1, 1, 1, 1), (2, 2, 0, 0), (0, 1, 2, 1)]}
 
 
-def _padded_conv(draw, F, C, k, label) -> tuple[GeneralConv2d, str]:
-    pads = draw(st.sampled_from(PADS[k]), label=label)
-    return GeneralConv2d(_arr(draw, (F, C, k, k)), _arr(draw, (F,)), pads=pads), f"conv{k}x{k}x{F}/p{''.join(map(str, pads))}"
+def _padded_conv(choose, F, C, k, label) -> tuple[GeneralConv2d, str]:
+    pads = choose(PADS[k], label)
+    w = fraction_array([choose(WEIGHTS, "w") for _ in range(F * C * k * k)], (F, C, k, k))
+    b = fraction_array([choose(WEIGHTS, "b") for _ in range(F)], (F,))
+    return GeneralConv2d(w, b, pads=pads), f"conv{k}x{k}x{F}/p{''.join(map(str, pads))}"
+
+
+def padded_local(choose, task) -> tuple[Network, str]:
+    """:func:`random_local` with padding, every choice made by ``choose(options, label)``: a padded
+    first convolution (k 2 or 3), [a padded max pool], [a padded second convolution + ReLU]."""
+    C, H, W = task.channels, task.height, task.width
+    F = choose(range(2, 5), "filters")
+    conv, d = _padded_conv(choose, F, C, choose([2, 3], "k"), "pads")
+    layers: list = [conv, ReLU()]
+    desc = [d]
+    if choose([False, True], "maxpool"):
+        s = choose([1, 2], "pool stride")
+        kp, pads = choose([(3, (1, 1, 1, 1)), (2, (0, 0, 1, 1)), (2, (1, 1, 0, 0)), (3, (2, 0, 0, 2))], "pool pads")
+        layers.append(MaxPool(kernel=(kp, kp), stride=(s, s), pads=pads))
+        desc.append(f"maxpool{kp}/s{s}/p{''.join(map(str, pads))}")
+    if choose([False, True], "second conv"):
+        F2 = choose([2, 3], "filters2")
+        conv, d = _padded_conv(choose, F2, F, choose([2, 3], "k2"), "pads2")
+        layers += [conv, ReLU()]
+        desc.append(d)
+        F = F2
+    K = len(task.classes)
+    head = [GlobalMaxPool(), Flatten(), Dense(fraction_array([choose(WEIGHTS, "h") for _ in range(K * F)], (K, F)),
+                                              fraction_array([choose(WEIGHTS, "h") for _ in range(K)], (K,)))]
+    net = Network((C, H, W), tuple(layers + head), task.class_names)
+    net.output_shape()
+    return net, " ".join(desc)
 
 
 def random_local(data, task, strided: bool = False, affine: bool = False, padded: bool = False) -> tuple[Network, str]:
@@ -65,17 +96,14 @@ def random_local(data, task, strided: bool = False, affine: bool = False, padded
     and a 1×1 max pool (the identity) is appended when the stack would otherwise be of the
     paper's form (which the special case decides, not the general engine)."""
     draw = data.draw
-    C, H, W = task.channels, task.height, task.width
-    F = draw(st.integers(2, 4), label="filters")
     if padded:
-        conv, d = _padded_conv(draw, F, C, draw(st.integers(2, 3), label="k"), "pads")
-        layers: list = [conv]
-        desc = [d]
-    else:
-        k = draw(st.integers(1, min(3, H, W)), label="k")
-        w, b = _arr(draw, (F, C, k, k)), _arr(draw, (F,))
-        layers = [GeneralConv2d(w, b, stride=(2, 2)) if strided else Conv2d(w, b)]
-        desc = [f"conv{k}x{k}x{F}" + ("/s2" if strided else "")]
+        return padded_local(lambda options, label: draw(st.sampled_from(list(options)), label=label), task)
+    C, H, W = task.channels, task.height, task.width
+    k = draw(st.integers(1, min(3, H, W)), label="k")
+    F = draw(st.integers(2, 4), label="filters")
+    w, b = _arr(draw, (F, C, k, k)), _arr(draw, (F,))
+    layers: list = [GeneralConv2d(w, b, stride=(2, 2)) if strided else Conv2d(w, b)]
+    desc = [f"conv{k}x{k}x{F}" + ("/s2" if strided else "")]
     if affine:
         scale = fraction_array([draw(st.sampled_from([Fraction(2), Fraction(1, 2), Fraction(-1), Fraction(1)]))
                                 for _ in range(F)], (F, 1, 1))
@@ -85,25 +113,12 @@ def random_local(data, task, strided: bool = False, affine: bool = False, padded
         desc.append("affine")
     layers.append(ReLU())
     shape = _map_shape(layers, (C, H, W))
-    if padded and draw(st.booleans(), label="maxpool"):
-        s = draw(st.integers(1, 2), label="pool stride")
-        kp, pads = draw(st.sampled_from([(3, (1, 1, 1, 1)), (2, (0, 0, 1, 1)), (2, (1, 1, 0, 0)), (3, (2, 0, 0, 2))]),
-                        label="pool pads")
-        layers.append(MaxPool(kernel=(kp, kp), stride=(s, s), pads=pads))
-        desc.append(f"maxpool{kp}/s{s}/p{''.join(map(str, pads))}")
-        shape = _map_shape(layers[-1:], shape)
-    elif not padded and min(shape[1:]) >= 2 and draw(st.booleans(), label="maxpool"):
+    if min(shape[1:]) >= 2 and draw(st.booleans(), label="maxpool"):
         s = draw(st.integers(1, 2), label="pool stride")
         layers.append(MaxPool(kernel=(2, 2), stride=(s, s)))
         desc.append(f"maxpool2/s{s}")
         shape = _map_shape(layers[-1:], shape)
-    if padded and draw(st.booleans(), label="second conv"):
-        F2 = draw(st.integers(2, 3), label="filters2")
-        conv, d = _padded_conv(draw, F2, F, draw(st.integers(2, 3), label="k2"), "pads2")
-        layers += [conv, ReLU()]
-        desc.append(d)
-        F = F2
-    elif not padded and draw(st.booleans(), label="second conv"):
+    if draw(st.booleans(), label="second conv"):
         k2 = draw(st.integers(1, min(2, *shape[1:])), label="k2")
         F2 = draw(st.integers(2, 3), label="filters2")
         layers += [Conv2d(_arr(draw, (F2, F, k2, k2)), _arr(draw, (F2,))), ReLU()]
@@ -155,6 +170,11 @@ def deepen(net: Network) -> Network:
 
 
 def pad_paper(data, paper: Network) -> tuple[Network, str]:
+    """:func:`pad_paper_with` on hypothesis draws."""
+    return pad_paper_with(lambda options, label: data.draw(st.sampled_from(list(options)), label=label), paper)
+
+
+def pad_paper_with(choose, paper: Network) -> tuple[Network, str]:
     """The paper's network with every spatial convolution (kernel > 1) a ``GeneralConv2d`` with
     drawn size-preserving pads (per axis ``before`` in {(k-1)//2, 0, k-1}, ``after = k-1-before``)."""
     desc = []
@@ -163,8 +183,8 @@ def pad_paper(data, paper: Network) -> tuple[Network, str]:
         if not isinstance(layer, Conv2d) or layer.weight.shape[2:] == (1, 1):
             return layer
         kh, kw = layer.weight.shape[2:]
-        t = data.draw(st.sampled_from(sorted({(kh - 1) // 2, 0, kh - 1})), label="pad top")
-        l = data.draw(st.sampled_from(sorted({(kw - 1) // 2, 0, kw - 1})), label="pad left")
+        t = choose(sorted({(kh - 1) // 2, 0, kh - 1}), "pad top")
+        l = choose(sorted({(kw - 1) // 2, 0, kw - 1}), "pad left")
         desc.append(f"{kh}x{kw}/p{t}{l}{kh - 1 - t}{kw - 1 - l}")
         return GeneralConv2d(layer.weight, layer.bias, pads=(t, l, kh - 1 - t, kw - 1 - l))
 
@@ -179,10 +199,21 @@ def pad_paper(data, paper: Network) -> tuple[Network, str]:
 
 
 def padded(data, task, paper: Network) -> tuple[Network, str]:
-    """A padded network for the agreement test: :func:`random_local` (padded) or :func:`pad_paper`."""
-    if data.draw(st.booleans(), label="padded paper"):
-        return pad_paper(data, paper)
-    return random_local(data, task, padded=True)
+    """A padded network: :func:`padded_local` or :func:`pad_paper`, on hypothesis draws."""
+    return padded_with(lambda options, label: data.draw(st.sampled_from(list(options)), label=label), task, paper)
+
+
+def padded_seeded(seed: int, task, paper: Network) -> tuple[Network, str]:
+    """:func:`padded` with every choice from ``random.Random(seed)`` (draws nothing from hypothesis:
+    a test that adds it keeps the other draws, and so its examples, as they were)."""
+    rng = random.Random(seed)
+    return padded_with(lambda options, label: rng.choice(list(options)), task, paper)
+
+
+def padded_with(choose, task, paper: Network) -> tuple[Network, str]:
+    if choose([False, True], "padded paper"):
+        return pad_paper_with(choose, paper)
+    return padded_local(choose, task)
 
 
 def mutate(net: Network, path: str, k: int, change: str) -> Network:
