@@ -13,7 +13,8 @@ six networks of the general form Head ∘ GlobalMax ∘ L (tests/general_nets.py
 * ``padded``: ``random`` with padding (a padded first convolution, SAME or one-sided, and when
   drawn a padded max pool and a padded second convolution), or the paper's network with its
   detectors padded (border windows see partial features), chosen from a seed (the task's
-  text), so that the other kinds' examples are those of the other kinds alone.
+  text), so that the other kinds' examples are those of the other kinds alone; on noise-free
+  tasks only in the default tier (its z3 references on noisy ones cost ~150 s), on all in the slow tier.
 
 ``compositional.prove(..., fallback=False)`` on each is compared with the truth:
 
@@ -111,6 +112,8 @@ def agree(pair, data, tier: str) -> None:
     q = Question("zero_error", margin)
     paper_worst = naive_min_margin(task, paper.evaluate) if task.noise == 0 else None
     for kind, net, desc in nets:
+        if kind == "padded" and task.noise and tier == "fast":
+            continue  # smt and the per-scene z3 check of padded stacks cost ~150 s on the default tier's noisy tasks
         where = (text, kind, desc, q)
         assert not isinstance(local_decompose(net), str), where  # the general engine's form
         assert isinstance(compositional.decompose(net), str), where  # not the paper's special case
