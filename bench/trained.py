@@ -81,6 +81,33 @@ def train_budget(size: int, k: int) -> tuple[int, int]:
     return max(2 * k, 300), 3
 
 
+# examples/train_cnn.py, with its ``sample`` step cached per (task, n, seed) under WORK/data, so that
+# the three archs of one cell share their images (sampling a 256x256 100-class task takes minutes)
+TRAIN = r"""
+import importlib.util, shutil, sys
+from pathlib import Path
+work = Path(sys.argv[1])
+spec = importlib.util.spec_from_file_location("train_cnn", "examples/train_cnn.py")
+tc = importlib.util.module_from_spec(spec); sys.modules["train_cnn"] = tc; spec.loader.exec_module(tc)
+plain = tc.sample
+def sample(task, n, seed, path):
+    cache = work / "data" / f"{Path(task).stem}_n{n}_s{seed}.npz"
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        plain(task, n, seed, cache)
+    shutil.copyfile(cache, path)
+    return _load(task, path)
+def _load(task, path):
+    import numpy as np
+    d = np.load(path, allow_pickle=False)
+    if not (d["labels"] == d["true_labels"]).all():
+        raise SystemExit(f"{task}: the task is not well-posed")
+    return d["images"], d["labels"], [str(c) for c in d["class_names"]]
+tc.sample = sample
+raise SystemExit(tc.main(sys.argv[2:]))
+"""
+
+
 def model_file(work: Path, arch: str, size: int, k: int, task: Path, train_timeout: float):
     """(path to MODEL.onnx or None, note, training wall seconds or None if cached)."""
     d = work / "models" / f"{arch}_s{size}_k{k}"
@@ -88,8 +115,9 @@ def model_file(work: Path, arch: str, size: int, k: int, task: Path, train_timeo
     if m.exists():
         return m, "cached", None
     n, ep = train_budget(size, k)
-    cmd = [PY, "examples/train_cnn.py", "--task", str(task), "--out", str(d), "--arch", arch,
-           "--n-train", str(n), "--n-test", str(max(k, 50)), "--epochs", str(ep), "--no-prove", "--no-census"]
+    cmd = [PY, "-c", TRAIN, str(work), "--task", str(task), "--out", str(d), "--arch", arch,
+           "--n-train", str(n), "--n-test", str(20 if size >= 64 else 50), "--epochs", str(ep),
+           "--no-prove", "--no-census"]
     rc, out, err, s = run(cmd, train_timeout)
     if rc is None:
         return None, f"training timed out (> {train_timeout:.0f} s)", s
@@ -122,10 +150,11 @@ def fmt(r: dict | None, timeout: float) -> str:
     if isinstance(r, str):
         return r
     if r["verdict"] == "timeout" or (r["verdict"] == "UNKNOWN" and r["seconds"] is not None
-                                     and r["seconds"] >= 0.95 * timeout):
+                                     and r["seconds"] >= 0.9 * timeout):
         return f"timeout (>{timeout:.0f} s)"
     s = "" if r["seconds"] is None else f" {r['seconds']:.2f} s"
-    return f"{r['verdict']}{s}"
+    why = f" ({r['reason'][:100]})" if r["verdict"] == "UNKNOWN" and r.get("reason") else ""
+    return f"{r['verdict']}{s}{why}"
 
 
 # -- the paper's networks: today's route against the general engine forced ------------------------
@@ -190,7 +219,7 @@ def main(argv=None) -> int:
     ap.add_argument("--archs", default=",".join(ARCHS))
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument("--classes", default=",".join(map(str, CLASSES)))
-    ap.add_argument("--timeout", type=float, default=60, help="exhaustive and smt: give up after S s (60)")
+    ap.add_argument("--timeout", type=float, help="exhaustive and smt: give up after S s (60; --quick: 20)")
     ap.add_argument("--cell-timeout", type=float, default=300, help="auto and the paper table: per cell (300)")
     ap.add_argument("--train-timeout", type=float, default=600)
     ap.add_argument("--brute-max", type=int, default=64, help="no exhaustive/smt from this canvas size up (64)")
@@ -198,76 +227,93 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-trained", action="store_true")
     ap.add_argument("--profile", action="store_true", help="cProfile the slowest finished auto cell")
     a = ap.parse_args(argv)
+    if a.timeout is None:
+        a.timeout = 20.0 if a.quick else 60.0
     archs = a.archs.split(",")
     sizes = [28] if a.quick else [int(s) for s in a.sizes.split(",")]
     classes = [10] if a.quick else [int(k) for k in a.classes.split(",")]
     a.work.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
-    lines = header(argv)
     raw: list[dict] = []
+    gave_up: list[tuple] = []  # (arch, method, size, classes) where exhaustive or smt timed out
+    rows: dict[tuple, str] = {}  # (arch index, size, classes) -> table row
+    paper_rows: list[str] = []
+    prof_lines: list[str] = []
+
+    def render() -> list[str]:
+        out = header(argv)
+        if not a.skip_trained:
+            out += ["## Trained networks (`--net MODEL.onnx`)", "",
+                    "A task from `bench/gen_tasks.py --classes K --size N --seed 0`, a network trained by "
+                    "`examples/train_cnn.py --arch A` on a few images for one to three epochs (`train_budget` in the "
+                    "script: 300 images and 3 epochs up to 28x28, 200 and 1 at 64x64, 100 and 1 at 256x256; weights "
+                    "rounded to multiples of 2^-8), its accuracy after rounding, then "
+                    f"`cnnproof prove TASK --net MODEL.onnx --classes ... --json`. auto: `--method auto`, killed past "
+                    f"{a.cell_timeout:.0f} s. exhaustive and smt: `--timeout {a.timeout:.0f}`, not run from "
+                    f"{a.brute_max}x{a.brute_max} up (hopeless there: the scene count grows with the canvas, and "
+                    "bench/results/sweep.md shows both stop at about 12x12 to 24x24 even on a 2-class task), nor on a "
+                    "cell at least as large (canvas and classes) as one of the same arch where that method timed out. "
+                    "Seconds: the proof time that `prove --json` reports (not the interpreter start or the ONNX import).", "",
+                    "| arch | canvas | classes | train (rounded weights) | auto: route | verdict | seconds | exhaustive | smt |",
+                    "|---|---|---|---|---|---|---|---|---|"]
+            out += [rows[key] for key in sorted(rows)] + [""]
+        if paper_rows:
+            out += ["## The paper's networks (`build_network`): today's route against the general engine", "",
+                    "today: `prove(task, build_network(task), method=\"auto\")` (the paper's special case); "
+                    "general: the same with `compositional.decompose` forced to answer \"not the paper's form\", "
+                    f"so the configuration lemmas (`_zero_error_general`) decide. Killed past {a.cell_timeout:.0f} s. "
+                    "Seconds: the `prove` call only, in a fresh process.", "",
+                    "| task | today: route | verdict | seconds | general: route | verdict | seconds | general / today |",
+                    "|---|---|---|---|---|---|---|---|"] + paper_rows + [""]
+        return out + prof_lines
 
     def flush():
-        body = lines + ["", f"Total run time {time.perf_counter() - t_all:.0f} s.", "",
-                        "<!-- raw\n" + json.dumps(raw, indent=1) + "\n-->", ""]
+        body = render() + ["", f"Total run time {time.perf_counter() - t_all:.0f} s.", "",
+                           "<!-- raw\n" + json.dumps(raw, indent=1) + "\n-->", ""]
         a.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = a.out.with_suffix(".tmp")
         tmp.write_text("\n".join(body))
         tmp.replace(a.out)
 
-    if not a.skip_trained:
-        lines += ["## Trained networks (`--net MODEL.onnx`)", "",
-                  f"auto: `--method auto`, killed past {a.cell_timeout:.0f} s; exhaustive and smt: `--timeout {a.timeout:.0f}`, "
-                  f"not run from {a.brute_max}x{a.brute_max} up (hopeless there: the scene count grows with the canvas, "
-                  "and bench/results/sweep.md shows both stop at about 12x12 to 24x24 even on a 2-class task). "
-                  "Seconds are the proof time that `prove --json` reports.", "",
-                  "| arch | canvas | classes | train (rounded weights) | auto: route | verdict | seconds | exhaustive | smt |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        print("\n".join(lines[-2:]), flush=True)
-        for arch in archs:
-            for n in sizes:
-                for k in classes:
-                    cell = {"arch": arch, "size": n, "classes": k}
-                    try:
-                        task = task_file(a.work, n, k)
-                        names = class_names(task)
-                    except RuntimeError as e:
-                        lines.append(f"| {arch} | {n}x{n} | {k} | impossible: {e} | | | | | |")
-                        print(lines[-1], flush=True)
-                        raw.append(dict(cell, error=str(e)))
-                        continue
-                    m, note, ts = model_file(a.work, arch, n, k, task, a.train_timeout)
-                    cell.update(train_note=note, train_seconds=ts)
-                    if m is None:
-                        lines.append(f"| {arch} | {n}x{n} | {k} | {note} | | | | | |")
-                        print(lines[-1], flush=True)
-                        raw.append(cell)
-                        flush()
-                        continue
-                    au = prove_cli(task, m, names, "auto", a.cell_timeout)
-                    cell["auto"] = au
-                    if n < a.brute_max:
-                        ex = prove_cli(task, m, names, "exhaustive", a.timeout)
-                        sm = prove_cli(task, m, names, "smt", a.timeout)
-                        cell.update(exhaustive=ex, smt=sm)
-                        exs, sms = fmt(ex, a.timeout), fmt(sm, a.timeout)
-                    else:
-                        exs = sms = "skipped (hopeless)"
-                    secs = "" if au["seconds"] is None else f"{au['seconds']:.2f}"
-                    verdict = f"timeout (>{a.cell_timeout:.0f} s)" if au["verdict"] == "timeout" else au["verdict"]
-                    lines.append(f"| {arch} | {n}x{n} | {k} | {note} | {au['method'] or ''} | {verdict} | {secs} | {exs} | {sms} |")
-                    print(lines[-1], flush=True)
-                    raw.append(cell)
-                    flush()
-        lines.append("")
+    def trained_cell(arch, n, k):
+        key = (archs.index(arch), n, k)
+        cell = {"arch": arch, "size": n, "classes": k}
+        raw.append(cell)
+        try:
+            task = task_file(a.work, n, k)
+            names = class_names(task)
+        except RuntimeError as e:
+            rows[key] = f"| {arch} | {n}x{n} | {k} | impossible: {e} | | | | | |"
+            cell["error"] = str(e)
+            return
+        m, note, ts = model_file(a.work, arch, n, k, task, a.train_timeout)
+        cell.update(train_note=note, train_seconds=ts)
+        if m is None:
+            rows[key] = f"| {arch} | {n}x{n} | {k} | {note} | | | | | |"
+            return
+        au = prove_cli(task, m, names, "auto", a.cell_timeout)
+        cell["auto"] = au
+        shown = []
+        for meth in ("exhaustive", "smt"):
+            # hopeless: a cell of this arch no larger in size and classes timed out
+            stop = [(n2, k2) for (ar, me, n2, k2) in gave_up if ar == arch and me == meth and n2 <= n and k2 <= k]
+            if n >= a.brute_max:
+                shown.append(f"skipped (>= {a.brute_max}x{a.brute_max})")
+            elif stop:
+                shown.append(f"skipped (timed out at {stop[0][0]}x{stop[0][0]}, {stop[0][1]} classes)")
+            else:
+                r = prove_cli(task, m, names, meth, a.timeout)
+                cell[meth] = r
+                shown.append(fmt(r, a.timeout))
+                if shown[-1].startswith("timeout"):
+                    gave_up.append((arch, meth, n, k))
+        secs = "" if au["seconds"] is None else f"{au['seconds']:.2f}"
+        verdict = f"timeout (>{a.cell_timeout:.0f} s)" if au["verdict"] == "timeout" else au["verdict"]
+        if au["verdict"] == "UNKNOWN" and au.get("reason"):
+            verdict += f" ({au['reason'][:120]})"
+        rows[key] = f"| {arch} | {n}x{n} | {k} | {note} | {au['method'] or ''} | {verdict} | {secs} | {shown[0]} | {shown[1]} |"
 
-    if not a.skip_paper:
-        lines += ["## The paper's networks (`build_network`): today's route against the general engine", "",
-                  "today: `prove(task, build_network(task), method=\"auto\")` (the paper's special case); "
-                  "general: the same with `compositional.decompose` forced to answer \"not the paper's form\", "
-                  f"so the configuration lemmas (`_zero_error_general`) decide. Killed past {a.cell_timeout:.0f} s.", "",
-                  "| task | today: route | verdict | seconds | general: route | verdict | seconds | general / today |",
-                  "|---|---|---|---|---|---|---|---|"]
-        print("\n" + "\n".join(lines[-2:]), flush=True)
+    def paper_table():
         tasks = [(f"gen_tasks 28x28, {k} classes", task_file(a.work, 28, k)) for k in ([2, 10] if a.quick else [2, 10, 100])]
         tasks.append(("large28 (catalogue)", ROOT / "proofs" / "tasks" / "large28.toml"))
         for name, task in tasks:
@@ -275,14 +321,33 @@ def main(argv=None) -> int:
             cells = []
             for x in r:
                 s = "" if x["seconds"] is None else f"{x['seconds']:.2f}"
-                cells += [x.get("method") or "", x["verdict"] if x["verdict"] != "timeout" else f"timeout (>{a.cell_timeout:.0f} s)", s]
+                v = x["verdict"] if x["verdict"] != "timeout" else f"timeout (>{a.cell_timeout:.0f} s)"
+                if x["verdict"] == "UNKNOWN" and x.get("reason"):
+                    v += f" ({x['reason'][:120]})"
+                cells += [x.get("method") or "", v, s]
             ratio = (f"{r[1]['seconds'] / r[0]['seconds']:.1f}x" if r[0]["seconds"] and r[1]["seconds"]
                      and r[0]["verdict"] == "PROVED" and r[1]["verdict"] == "PROVED" else "")
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
-            print(lines[-1], flush=True)
+            paper_rows.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
+            print(paper_rows[-1], flush=True)
             raw.append({"paper": name, "today": r[0], "general": r[1]})
             flush()
-        lines.append("")
+
+    # the targets' cells first (28x28 and 256x256 at 10 classes), then the paper's networks, then the rest
+    cells = [(ar, n, k) for ar in archs for n in sizes for k in classes]
+    first = [c for c in cells if c[2] == 10 and c[1] in (28, 256)]
+    if not a.skip_trained:
+        for c in first:
+            trained_cell(*c)
+            print(rows[(archs.index(c[0]),) + c[1:]], flush=True)
+            flush()
+    if not a.skip_paper:
+        paper_table()
+    if not a.skip_trained:
+        for c in cells:
+            if c not in first:
+                trained_cell(*c)
+                print(rows[(archs.index(c[0]),) + c[1:]], flush=True)
+                flush()
 
     if a.profile:
         done = [c for c in raw if "auto" in c and c["auto"].get("seconds") is not None]
@@ -292,12 +357,13 @@ def main(argv=None) -> int:
             m = a.work / "models" / f"{c['arch']}_s{c['size']}_k{c['classes']}" / "MODEL.onnx"
             print(f"\nprofiling {c['arch']} {c['size']}x{c['size']} {c['classes']} classes", flush=True)
             text = profile(task, m, class_names(task), a.cell_timeout)
-            lines += [f"## Profile of the slowest auto cell: {c['arch']}, {c['size']}x{c['size']}, {c['classes']} classes "
-                      f"({c['auto']['seconds']:.2f} s)", "",
-                      "`python -m cProfile -m cnnproof prove ...` (whole command), top functions by own time, then by cumulative time:",
-                      "", "```text", text, "```", ""]
+            prof_lines[:] = [f"## Profile of the slowest auto cell: {c['arch']}, {c['size']}x{c['size']}, {c['classes']} "
+                             f"classes ({c['auto']['seconds']:.2f} s)", "",
+                             "`python -m cProfile -m cnnproof prove ...` (the whole command), top functions by own time, "
+                             "then by cumulative time:", "", "```text", text, "```", ""]
             print(text, flush=True)
     flush()
+    print("\n".join(render()))
     print(f"written {a.out} ({time.perf_counter() - t_all:.0f} s)")
     return 0
 
