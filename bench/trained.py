@@ -94,7 +94,23 @@ def sample(task, n, seed, path):
     cache = work / "data" / f"{Path(task).stem}_n{n}_s{seed}.npz"
     if not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
-        plain(task, n, seed, cache)
+        try:
+            plain(task, n, seed, cache)
+        except SystemExit as e:
+            if "Population must be a sequence" not in str(e):
+                raise
+            # constructions/scenes.py _rejection_sample: rng.sample(anchors) on a lazy AnchorGrid
+            # crashes when its backtracking fallback runs (dense canvases); sample in this process
+            # with anchors_for returning lists (a bench-side workaround; the bug is reported)
+            from cnnproof.constructions import scenes
+            from cnnproof.cli import main as cli
+            grid = scenes.anchors_for
+            scenes.anchors_for = lambda *a: list(grid(*a))
+            code = cli(["sample", str(task), "-n", str(n), "-o", str(cache), "--seed", str(seed)])
+            scenes.anchors_for = grid
+            if code != 0:
+                raise SystemExit(f"cnnproof sample (anchors as lists) failed ({code})")
+            print("sampled with the AnchorGrid workaround", file=sys.stderr)
     shutil.copyfile(cache, path)
     return _load(task, path)
 def _load(task, path):
