@@ -236,7 +236,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument("--classes", default=",".join(map(str, CLASSES)))
     ap.add_argument("--timeout", type=float, help="exhaustive and smt: give up after S s (60; --quick: 20)")
-    ap.add_argument("--cell-timeout", type=float, default=300, help="auto and the paper table: per cell (300)")
+    ap.add_argument("--cell-timeout", type=float, help="auto and the paper table: per cell (300; --quick: 60)")
     ap.add_argument("--train-timeout", type=float, default=600)
     ap.add_argument("--brute-max", type=int, default=64, help="no exhaustive/smt from this canvas size up (64)")
     ap.add_argument("--skip-paper", action="store_true")
@@ -245,6 +245,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.timeout is None:
         a.timeout = 20.0 if a.quick else 60.0
+    if a.cell_timeout is None:
+        a.cell_timeout = 60.0 if a.quick else 300.0
     archs = a.archs.split(",")
     sizes = [28] if a.quick else [int(s) for s in a.sizes.split(",")]
     classes = [10] if a.quick else [int(k) for k in a.classes.split(",")]
