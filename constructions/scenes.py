@@ -258,7 +258,7 @@ def _rejection_sample(task: Task, cls: ClassSpec, slots: list[str], rng: random.
         if ok:
             return tuple(sorted(placed))
     # randomized backtracking: shuffle anchor orders, take the first complete packing
-    shuffled = [rng.sample(a, len(a)) for a in anchors]
+    shuffled = [[a[k] for k in rng.sample(range(len(a)), len(a))] for a in anchors]  # (a lazy AnchorGrid too)
     boxes: list = []
     placed: list = []
 

@@ -91,10 +91,15 @@ def to_scaled_ints(values: np.ndarray) -> tuple[np.ndarray, int]:
     The integer array is int64 when every entry fits comfortably (|v| < 2**62), else an object
     array of Python ints, so no overflow can happen either way.
     """
-    flat = [Fraction(v) for v in values.ravel()]
+    from math import lcm
+
+    flat = [v if type(v) is int or type(v) is Fraction else Fraction(v) for v in values.ravel()]
     require_exact(flat, "to_scaled_ints")
-    den = lcm_of_denominators(flat)
-    ints = [int(v * den) for v in flat]
+    den = 1
+    for v in flat:  # integer arithmetic only: no Fraction is built per entry
+        if type(v) is not int and den % v.denominator:
+            den = lcm(den, v.denominator)
+    ints = [v * den if type(v) is int else v.numerator * (den // v.denominator) for v in flat]
     return int_array(ints, values.shape), den
 
 

@@ -13,6 +13,7 @@ margin above the stand-ins' deviation bound; otherwise UNKNOWN.
 from __future__ import annotations
 
 import dataclasses
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -49,11 +50,18 @@ def problem(task: Task, net: Network | None, q: Question, cex: Counterexample) -
     base = base_image(task, cex.scene)
     if cex.image.shape != base.shape:
         return f"image shape {cex.image.shape} is not the canvas {base.shape}"
-    for idx, v in zip(range(base.size), cex.image.ravel()):
+    for idx, v in enumerate(cex.image.ravel()):
         if not isinstance(v, (int, Fraction)) or isinstance(v, bool):
             return f"pixel {idx} is {v!r}, not exact"
-        if abs(Fraction(v) - base.ravel()[idx]) > task.noise:
-            return f"pixel {idx} = {v} is farther than δ from its base value {base.ravel()[idx]}"
+    # |pixel - base| <= δ for every pixel, in integers over one denominator (no Fraction per pixel)
+    ints, den = to_scaled_ints(np.asarray(cex.image, dtype=object))
+    b_ints, b_den = to_scaled_ints(base)
+    nd = Fraction(task.noise)
+    D = math.lcm(den, b_den, nd.denominator)
+    far = np.abs(ints.astype(object) * (D // den) - b_ints.astype(object) * (D // b_den)) > int(nd * D)
+    if far.any():
+        idx = int(np.flatnonzero(far.ravel())[0])
+        return f"pixel {idx} = {cex.image.ravel()[idx]} is farther than δ from its base value {base.ravel()[idx]}"
     if q.theorem == "wellposed":
         present = {f.name for f in task.features if occurrences(task, cex.image, f)}
         missing = [n for n in cls.required if n not in present]
