@@ -400,20 +400,31 @@ def _random_stack(rng, C: int) -> list:
     return layers, ch
 
 
+def _draw(rng, edit=lambda text: text):
+    """A random task (its text through ``edit``) and a random stack for it, or None for an
+    ill-formed draw (no scene, the kernel does not fit)."""
+    text = edit(_random_task(rng))
+    try:
+        task = task_from_toml(text, "t.toml")
+        layers, ch = _random_stack(rng, task.channels)
+        net = Network((task.channels, task.height, task.width),
+                      tuple(layers) + (GlobalMaxPool(), Flatten(), Dense.from_lists([[1] * ch, [-1] * ch], [0, 0])),
+                      ("c0", "c1"))
+        net.evaluate(base_image(task, next(iter(enumerate_scenes(task, task.classes[0])))))
+    except Exception:
+        return None
+    return task, net
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_random_configuration_ranges_contain_brute_force_values(seed):
     rng = random.Random(seed)
     checked = 0
     for _ in range(6):
-        try:
-            task = task_from_toml(_random_task(rng), "t.toml")
-            layers, ch = _random_stack(rng, task.channels)
-            net = Network((task.channels, task.height, task.width),
-                          tuple(layers) + (GlobalMaxPool(), Flatten(), Dense.from_lists([[1] * ch, [-1] * ch], [0, 0])),
-                          ("c0", "c1"))
-            net.evaluate(base_image(task, next(iter(enumerate_scenes(task, task.classes[0])))))
-        except Exception:  # an ill-formed draw (no scene, the kernel does not fit): skip it
+        drawn = _draw(rng)
+        if drawn is None:
             continue
+        task, net = drawn
         shape = configurations.local_decompose(net)
         assert not isinstance(shape, str), shape
         for c, cls in enumerate(task.classes):
@@ -434,16 +445,10 @@ def test_lower_bounds_that_count_copies_contain_brute_force_values(seed):
     rng = random.Random(1000 + seed)
     checked = 0
     for _ in range(8):
-        text = _random_task(rng).replace("copies = 2\n", "").replace("[scene]\n", f"[scene]\ncopies = {2 + seed % 2}\n")
-        try:
-            task = task_from_toml(text, "t.toml")
-            layers, ch = _random_stack(rng, task.channels)
-            net = Network((task.channels, task.height, task.width),
-                          tuple(layers) + (GlobalMaxPool(), Flatten(), Dense.from_lists([[1] * ch, [-1] * ch], [0, 0])),
-                          ("c0", "c1"))
-            net.evaluate(base_image(task, next(iter(enumerate_scenes(task, task.classes[0])))))
-        except Exception:  # an ill-formed draw (no scene, the kernel does not fit): skip it
+        drawn = _draw(rng, lambda t: t.replace("copies = 2\n", "").replace("[scene]\n", f"[scene]\ncopies = {2 + seed % 2}\n"))
+        if drawn is None:
             continue
+        task, net = drawn
         shape = configurations.local_decompose(net)
         for c, cls in enumerate(task.classes):
             lem = configurations.class_lemmas(task, shape, c)
@@ -451,7 +456,7 @@ def test_lower_bounds_that_count_copies_contain_brute_force_values(seed):
             vals = [_pooled(shape, base_image(task, s)) for s in itertools.islice(enumerate_scenes(task, cls), 4000)]
             for r in lem.ranges:
                 got = [v[r.channel] for v in vals]
-                assert r.lo <= min(got) and max(got) <= r.hi, (seed, c, r, min(got), max(got), text)
+                assert r.lo <= min(got) and max(got) <= r.hi, (seed, c, r, min(got), max(got))
         checked += 1
     assert checked >= 1
 
