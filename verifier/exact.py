@@ -93,8 +93,7 @@ def to_scaled_ints(values: np.ndarray) -> tuple[np.ndarray, int]:
     """
     from math import lcm
 
-    flat = [v if type(v) is int or type(v) is Fraction else Fraction(v) for v in values.ravel()]
-    require_exact(flat, "to_scaled_ints")
+    flat = [v if type(v) is int or type(v) is Fraction else Fraction(v) for v in values.ravel()]  # exact by construction
     den = 1
     for v in flat:  # integer arithmetic only: no Fraction is built per entry
         if type(v) is not int and den % v.denominator:
@@ -110,6 +109,13 @@ def int_array(ints: list[int] | np.ndarray, shape: tuple[int, ...]) -> np.ndarra
     """An int64 array when every entry is below 2**62 in magnitude, else dtype=object."""
     if isinstance(ints, np.ndarray) and ints.dtype == np.int64:
         return ints.reshape(shape)
+    if isinstance(ints, list):
+        try:  # the common case in one step: every entry fits int64, then the 2**62 margin is checked
+            arr = np.array(ints, dtype=np.int64)
+        except OverflowError:
+            arr = None
+        if arr is not None and (arr.size == 0 or (-INT64_SAFE < int(arr.min()) and int(arr.max()) < INT64_SAFE)):
+            return arr.reshape(shape)
     lst = list(np.asarray(ints, dtype=object).ravel())
     if all(abs(int(v)) < INT64_SAFE for v in lst):
         return np.array([int(v) for v in lst], dtype=np.int64).reshape(shape)

@@ -18,7 +18,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from cnnproof.constructions.scenes import base_image, occurrences, scene_problem
+from cnnproof.constructions.scenes import base_image, base_image_int, occurrences, scene_problem
 from cnnproof.constructions.task import Task
 from cnnproof.verifier.errors import SoundnessError
 from cnnproof.verifier.exact import format_rational, fraction_array, to_scaled_ints
@@ -55,7 +55,7 @@ def problem(task: Task, net: Network | None, q: Question, cex: Counterexample) -
             return f"pixel {idx} is {v!r}, not exact"
     # |pixel - base| <= δ for every pixel, in integers over one denominator (no Fraction per pixel)
     ints, den = to_scaled_ints(np.asarray(cex.image, dtype=object))
-    b_ints, b_den = to_scaled_ints(base)
+    b_ints, b_den = base_image_int(task, cex.scene), task.scale
     nd = Fraction(task.noise)
     D = math.lcm(den, b_den, nd.denominator)
     far = np.abs(ints.astype(object) * (D // den) - b_ints.astype(object) * (D // b_den)) > int(nd * D)
@@ -81,7 +81,10 @@ def problem(task: Task, net: Network | None, q: Question, cex: Counterexample) -
         return None
     if net is None:
         return "no network"
-    logits = net.evaluate(cex.image)
+    if tuple(net.input_shape) != tuple(ints.shape):
+        return f"the network reads {tuple(net.input_shape)}, the image is {tuple(ints.shape)}"
+    out, d = net.evaluate_batch_int(ints.reshape((1,) + ints.shape), den)  # the image's own integers
+    logits = [Fraction(int(v), d) for v in out[0]]
     if tuple(logits) != tuple(cex.logits):
         return f"claimed logits {cex.logits} differ from the exact ones {logits}"
     try:
