@@ -939,8 +939,8 @@ def _assemble(task, cls, shape, configs):
         b = next(i for i, br in enumerate(shape.branches) if br.window == window)
         (Fh, Fw), (Sh, Sw) = window, shape.branches[b].stride
         done = False
-        for tr in range(0, task.height - Fh + 1, Sh):
-            for tc in range(0, task.width - Fw + 1, Sw):
+        for tr in range(0, max(task.height - Fh, 0) + 1, Sh):  # (corner 0 also when the window is
+            for tc in range(0, max(task.width - Fw, 0) + 1, Sw):  # larger than a padded canvas)
                 ps = [Placement(n, tr + r, tc + q) for n, r, q in items]
                 saved, added = dict(counts), 0
                 for p in ps:
