@@ -49,17 +49,13 @@ def _doubling(C: int) -> Conv2d:
     return Conv2d(w, np.array([_fr(0)] * C, dtype=object))
 
 
-def deeper(net: Network, general: bool = False) -> Network:
-    """The same function with a 2x2 stride-1 max pool and an identity 1x1 conv + ReLU between
-    each branch's detectors and its global max pooling (exact: max pooling windows that cover
-    the map change no global maximum). The normal form (checker/normal_form.py) undoes this, so
-    the paper's path decides it. ``general=True`` makes the 1x1 convolution double every channel
-    and the head's first dense layer halve its weights back: the same function, but no rewrite
-    applies, so the general engine (configuration lemmas) decides it."""
+def before_pool(net: Network, extra, halve: bool = False) -> Network:
+    """``extra(C)`` (layers for a branch of C channels) between each branch's local stack and its
+    global max pooling; ``halve``: the head's first dense layer halves its weights."""
     def ext(body):
         j = next(k for k, l in enumerate(body) if isinstance(l, GlobalMaxPool))
         C = next(l for l in reversed(body[:j]) if hasattr(l, "weight")).weight.shape[0]
-        return body[:j] + [MaxPool((2, 2)), (_doubling if general else _identity)(C), ReLU()] + body[j:]
+        return body[:j] + list(extra(C)) + body[j:]
 
     layers = list(net.layers)
     i = next(k for k, l in enumerate(layers) if isinstance(l, (GlobalMaxPool, Parallel)))
@@ -67,11 +63,20 @@ def deeper(net: Network, general: bool = False) -> Network:
         layers[i] = Parallel(tuple(tuple(ext(list(b))) for b in layers[i].branches))
     else:
         layers = ext(layers)
-    if general:
+    if halve:
         d = next(k for k, l in enumerate(layers) if isinstance(l, Dense))
-        half = np.vectorize(lambda v: v / 2, otypes=[object])
-        layers[d] = Dense(half(layers[d].weight), layers[d].bias)
+        layers[d] = Dense(np.vectorize(lambda v: v / 2, otypes=[object])(layers[d].weight), layers[d].bias)
     return Network(net.input_shape, tuple(layers), net.class_names, net.channel_names)
+
+
+def deeper(net: Network, general: bool = False) -> Network:
+    """The same function with a 2x2 stride-1 max pool and an identity 1x1 conv + ReLU between
+    each branch's detectors and its global max pooling (exact: max pooling windows that cover
+    the map change no global maximum). The normal form (checker/normal_form.py) undoes this, so
+    the paper's path decides it. ``general=True`` makes the 1x1 convolution double every channel
+    and the head's first dense layer halve its weights back: the same function, but no rewrite
+    applies, so the general engine (configuration lemmas) decides it."""
+    return before_pool(net, lambda C: [MaxPool((2, 2)), (_doubling if general else _identity)(C), ReLU()], halve=general)
 
 
 def stacked_3x3(conv: Conv2d) -> list:

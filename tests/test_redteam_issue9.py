@@ -42,6 +42,8 @@ from cnnproof.verifier.network import (Affine, Conv2d, Dense, Flatten, GeneralCo
 from cnnproof.verifier.outcome import Proved, Question, Refuted
 from cnnproof.verifier.prove import prove
 
+from test_configurations import _doubling, before_pool
+
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ROOT / "proofs" / "tasks"
 Q = Question("zero_error", None)
@@ -49,38 +51,14 @@ Q = Question("zero_error", None)
 
 def _insert(net: Network, extra: list) -> Network:
     """``extra`` layers between each branch's local stack and its global max pooling."""
-    def ext(body):
-        j = next(k for k, l in enumerate(body) if isinstance(l, GlobalMaxPool))
-        return body[:j] + list(extra) + body[j:]
-
-    layers = list(net.layers)
-    i = next(k for k, l in enumerate(layers) if isinstance(l, (GlobalMaxPool, Parallel)))
-    if isinstance(layers[i], Parallel):
-        layers[i] = Parallel(tuple(tuple(ext(list(b))) for b in layers[i].branches))
-    else:
-        layers = ext(layers)
-    return Network(net.input_shape, tuple(layers), net.class_names, net.channel_names)
+    return before_pool(net, lambda C: extra)
 
 
 def _general(net: Network, extra: list) -> Network:
     """:func:`_insert` of ``extra`` and then a 1x1 convolution doubling each channel, with the head's
     first dense layer halved: the same function as ``_insert(net, extra)``, in a form that the
     normal form (checker/normal_form.py) cannot rewrite, so the configuration lemmas decide it."""
-    def ext(body):
-        j = next(k for k, l in enumerate(body) if isinstance(l, GlobalMaxPool))
-        C = next(l for l in reversed(body[:j]) if hasattr(l, "weight")).weight.shape[0]
-        two = Conv2d.from_lists([[[[2 if a == b else 0]] for b in range(C)] for a in range(C)], [0] * C)
-        return body[:j] + list(extra) + [two] + body[j:]
-
-    layers = list(net.layers)
-    i = next(k for k, l in enumerate(layers) if isinstance(l, (GlobalMaxPool, Parallel)))
-    if isinstance(layers[i], Parallel):
-        layers[i] = Parallel(tuple(tuple(ext(list(b))) for b in layers[i].branches))
-    else:
-        layers = ext(layers)
-    d = next(k for k, l in enumerate(layers) if isinstance(l, Dense))
-    layers[d] = Dense(np.vectorize(lambda v: v / 2, otypes=[object])(layers[d].weight), layers[d].bias)
-    return Network(net.input_shape, tuple(layers), net.class_names, net.channel_names)
+    return before_pool(net, lambda C: list(extra) + [_doubling(C)], halve=True)
 
 
 def _pooled(shape, img) -> list[Fraction]:
