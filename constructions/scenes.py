@@ -4,7 +4,10 @@ Stage: task -> scenes -> images. Trusted: yes (the exhaustive prover and the fal
 The test suite checks it against a naive enumerator written separately from MODEL.md.
 
 A scene is a sorted tuple of placements ``(feature, row, col)``; scenes that differ only in the
-order of their placements are the same scene.
+order of their placements are the same scene. In a hierarchical task (MODEL.md section 8) a
+placement may place a part: then ``feature`` is the part's name and ``pieces`` holds the
+placements of its pieces (constructions/parts.py); every function here handles both, the flat
+task keeping its own fast loops.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ class SearchBudgetExceeded(Exception):
 
 @dataclass(frozen=True, order=True)
 class Placement:
-    feature: str
+    feature: str  # the item's name: a feature, or a part (then ``pieces`` is not empty)
     row: int
     col: int
+    pieces: tuple = ()  # a part's placement: one placement per piece, at absolute positions
 
 
 Scene = tuple[Placement, ...]
@@ -106,8 +110,76 @@ def _slots(task: Task, cls: ClassSpec, extra: Sequence[str]) -> list[str]:
     return req + list(extra)
 
 
+def part_candidates(task: Task, cls: ClassSpec, name: str, V=None) -> list[tuple[Placement, list]]:
+    """Every placement of item ``name`` in a scene of ``cls`` with its leaf footprints: each
+    variant (parts.py) at every anchor allowed by the class's stride and region (about the
+    item's anchor, which for a part may lie outside the canvas) whose leaves all lie inside the
+    canvas. Row-major in the anchor, then in the variant."""
+    from cnnproof.constructions import parts as P
+
+    V = V or P.Variants(task)
+    r, q = cls.anchors.stride
+    out = []
+    per = []
+    for v in V.of(name):
+        t, l, b, rr = P.extent(task, v)
+        per.append((v, P.boxes(task, v), range(-t, task.height - b + 1), range(-l, task.width - rr + 1)))
+    rows = sorted({i for _, _, R, _ in per for i in R})
+    cols = sorted({j for _, _, _, C in per for j in C})
+    for i in rows:
+        if i % r:
+            continue
+        for j in cols:
+            if j % q:
+                continue
+            if cls.anchors.region is not None:
+                r0, c0, r1, c1 = cls.anchors.region
+                if not (r0 <= i <= r1 and c0 <= j <= c1):
+                    continue
+            for v, bx, R, C in per:
+                if i in R and j in C:
+                    out.append((P.shifted(v, i, j), [(a + i, b + j, h, w) for a, b, h, w in bx]))
+    return out
+
+
+def _items_apart(bx1: list, bx2: list, gap: int) -> bool:
+    return all(_separated(a, b, gap) for a in bx1 for b in bx2)
+
+
+def _place_items(task: Task, cls: ClassSpec, slots: list[str]) -> Iterator[Scene]:
+    """Every scene with exactly these item slots, for a hierarchical task."""
+    from cnnproof.constructions import parts as P
+
+    V = P.Variants(task)
+    slots = sorted(slots)
+    cands = {n: part_candidates(task, cls, n, V) for n in set(slots)}
+    n = len(slots)
+    chosen: list[int] = []
+    placed: list = []
+
+    def rec(k: int) -> Iterator[Scene]:
+        if k == n:
+            yield tuple(sorted(cands[slots[t]][chosen[t]][0] for t in range(n)))
+            return
+        start = chosen[k - 1] + 1 if k > 0 and slots[k] == slots[k - 1] else 0
+        cs = cands[slots[k]]
+        for idx in range(start, len(cs)):
+            bx = cs[idx][1]
+            if all(_items_apart(bx, o, cls.gap) for o in placed):
+                placed.append(bx)
+                chosen.append(idx)
+                yield from rec(k + 1)
+                placed.pop()
+                chosen.pop()
+
+    yield from rec(0)
+
+
 def _place(task: Task, cls: ClassSpec, slots: list[str]) -> Iterator[Scene]:
     """Every scene with exactly these feature slots (identical slots are unordered)."""
+    if task.parts:
+        yield from _place_items(task, cls, slots)
+        return
     feats = [task.feature(n) for n in slots]
     anchors = [anchors_for(task, cls, f) for f in feats]
     # identical consecutive slots: enforce increasing anchor index to avoid permutations
@@ -163,6 +235,8 @@ def find_scene(task: Task, cls: ClassSpec, budget: int = 2_000_000) -> Scene | N
     Raises SearchBudgetExceeded when the backtracking search visits more than ``budget`` nodes.
     """
     slots = _slots(task, cls, ())
+    if task.parts:
+        return _find_items(task, cls, slots, budget)
     # place the largest features first: failures show up early
     feats = sorted((task.feature(n) for n in slots), key=lambda f: -f.height * f.width)
     anchors = [anchors_for(task, cls, f) for f in feats]
@@ -196,6 +270,48 @@ def find_scene(task: Task, cls: ClassSpec, budget: int = 2_000_000) -> Scene | N
     if not rec(0):
         return None
     return tuple(sorted(Placement(f.name, *anchors[k][chosen[k]]) for k, f in enumerate(feats)))
+
+
+def _find_items(task: Task, cls: ClassSpec, slots: list[str], budget: int, rng: random.Random | None = None) -> Scene | None:
+    """One scene with these item slots (hierarchical tasks), by backtracking; with ``rng``, over
+    shuffled candidates (sampling's fallback)."""
+    from cnnproof.constructions import parts as P
+
+    V = P.Variants(task)
+    slots = sorted(slots)
+    cands = {}
+    for n in set(slots):
+        c = part_candidates(task, cls, n, V)
+        if rng is not None:
+            rng.shuffle(c)
+        cands[n] = c
+    visited = 0
+    chosen: list = []
+    placed: list = []
+
+    def rec(k: int) -> bool:
+        nonlocal visited
+        if k == len(slots):
+            return True
+        cs = cands[slots[k]]
+        start = chosen[k - 1] + 1 if k > 0 and slots[k] == slots[k - 1] else 0
+        for idx in range(start, len(cs)):
+            visited += 1
+            if visited > budget:
+                raise SearchBudgetExceeded(f"more than {budget} search nodes")
+            bx = cs[idx][1]
+            if all(_items_apart(bx, o, cls.gap) for o in placed):
+                placed.append(bx)
+                chosen.append(idx)
+                if rec(k + 1):
+                    return True
+                placed.pop()
+                chosen.pop()
+        return False
+
+    if not rec(0):
+        return None
+    return tuple(sorted(cands[slots[k]][chosen[k]][0] for k in range(len(slots))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,6 +355,8 @@ def _limited(it: Iterator[Scene], limit: int) -> Iterator[Scene]:
 
 
 def _rejection_sample(task: Task, cls: ClassSpec, slots: list[str], rng: random.Random) -> Scene | None:
+    if task.parts:
+        return _sample_items(task, cls, slots, rng)
     feats = [task.feature(s) for s in slots]
     anchors = [anchors_for(task, cls, f) for f in feats]
     if any(not a for a in anchors):
@@ -282,15 +400,61 @@ def _rejection_sample(task: Task, cls: ClassSpec, slots: list[str], rng: random.
     return tuple(sorted(placed)) if rec(0) else None
 
 
+def _sample_items(task: Task, cls: ClassSpec, slots: list[str], rng: random.Random) -> Scene | None:
+    """Rejection sampling over item placements (hierarchical tasks), then shuffled backtracking."""
+    from cnnproof.constructions import parts as P
+
+    V = P.Variants(task)
+    cands = {n: part_candidates(task, cls, n, V) for n in set(slots)}
+    if any(not c for c in cands.values()):
+        return None
+    for _ in range(1000):
+        placed: list = []
+        chosen: list = []
+        for n in slots:
+            p, bx = cands[n][rng.randrange(len(cands[n]))]
+            if p in chosen or not all(_items_apart(bx, o, cls.gap) for o in placed):
+                break
+            placed.append(bx)
+            chosen.append(p)
+        else:
+            return tuple(sorted(chosen))
+    try:
+        return _find_items(task, cls, slots, 2_000_000, rng)
+    except SearchBudgetExceeded:
+        return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Images and occurrence
 # ---------------------------------------------------------------------------------------------
 
 
+def placement_text(p: Placement) -> str:
+    """``f@(r,c)``; a part's placement lists its pieces: ``g@(r,c)[f@(r,c) h@(r,c)]``."""
+    own = f"{p.feature}@({p.row},{p.col})"
+    return own + ("[" + " ".join(placement_text(q) for q in p.pieces) + "]" if p.pieces else "")
+
+
+def scene_text(scene: Scene) -> str:
+    return ", ".join(placement_text(p) for p in scene)
+
+
+def _leaves(scene: Scene):
+    """The feature placements of a scene (a part's placement contributes its leaves)."""
+    for p in scene:
+        if p.pieces:
+            from cnnproof.constructions.parts import leaves
+
+            yield from leaves(p)
+        else:
+            yield p
+
+
 def base_image(task: Task, scene: Scene) -> np.ndarray:
     """The base image of a scene as an object array (C, H, W) of Fractions."""
     img = np.full((task.channels, task.height, task.width), task.background, dtype=object)
-    for p in scene:
+    for p in _leaves(scene):
         f = task.feature(p.feature)
         for ch, a, b, v in f.support():
             img[ch, p.row + a, p.col + b] = v
@@ -301,7 +465,7 @@ def base_image_int(task: Task, scene: Scene) -> np.ndarray:
     """The base image scaled by ``task.scale`` as an int64 array (C, H, W)."""
     sc = task.scale
     img = np.full((task.channels, task.height, task.width), int(task.background * sc), dtype=np.int64)
-    for p in scene:
+    for p in _leaves(scene):
         f = task.feature(p.feature)
         for ch, a, b, v in f.support():
             img[ch, p.row + a, p.col + b] = int(v * sc)
@@ -331,6 +495,10 @@ def presence_int(task: Task, images: np.ndarray) -> np.ndarray:
     Base images hold exact levels, so containment is equality on the support (noise does not
     change presence: MODEL.md section 1).
     """
+    if task.parts:  # (N, I) over task.items: features, then parts (MODEL.md section 8)
+        from cnnproof.constructions.parts import item_presence
+
+        return item_presence(task, images)
     N, C, H, W = images.shape
     sc = task.scale
     out = np.zeros((N, len(task.features)), dtype=bool)
@@ -344,8 +512,9 @@ def presence_int(task: Task, images: np.ndarray) -> np.ndarray:
 
 
 def complete_classes(task: Task, present: Sequence[bool]) -> list[int]:
-    """Indices of the classes whose required features are all present."""
-    names = {f.name for f, p in zip(task.features, present) if p}
+    """Indices of the classes whose required items are all present (``present`` in
+    ``task.items`` order: the features, then any parts)."""
+    names = {n for n, p in zip(task.items, present) if p}
     return [k for k, c in enumerate(task.classes) if all(n in names for n in c.required)]
 
 
@@ -380,6 +549,8 @@ def image_text(task: Task, image: np.ndarray) -> str:
 
 def scene_problem(task: Task, cls: ClassSpec, scene: Scene) -> str | None:
     """Why ``scene`` is not a scene of ``cls`` (MODEL.md section 3), or None when it is one."""
+    if task.parts:
+        return _items_problem(task, cls, scene)
     names = {f.name for f in task.features}
     counts: dict[str, int] = {}
     for p in scene:
@@ -412,4 +583,72 @@ def scene_problem(task: Task, cls: ClassSpec, scene: Scene) -> str | None:
             if not _separated(box, b, cls.gap):
                 return f"{p.feature} at ({p.row}, {p.col}) overlaps or is closer than gap {cls.gap} to {q.feature} at ({q.row}, {q.col})"
         boxes.append((p, box))
+    return None
+
+
+def _placement_problem(task: Task, p: Placement) -> str | None:
+    """Why a placement tree is not a placement of its item (section 8), or None."""
+    if not task.is_part(p.feature):
+        if p.pieces:
+            return f"{p.feature} is a feature and has no pieces"
+        return None
+    g = task.part(p.feature)
+    if len(p.pieces) != len(g.pieces):
+        return f"part {g.name} at ({p.row}, {p.col}) has {len(p.pieces)} pieces, not {len(g.pieces)}"
+    for q, (n, r, c) in zip(p.pieces, g.pieces):
+        if q.feature != n:
+            return f"part {g.name} at ({p.row}, {p.col}): piece {q.feature!r} where {n!r} belongs"
+        e, e2 = q.row - p.row - r, q.col - p.col - c
+        if max(abs(e), abs(e2)) > g.jitter:
+            return f"part {g.name} at ({p.row}, {p.col}): piece {n} displaced by ({e}, {e2}), beyond jitter {g.jitter}"
+        why = _placement_problem(task, q)
+        if why:
+            return why
+    from cnnproof.constructions import parts as P
+
+    bx = P.boxes(task, p)
+    for a in range(len(bx)):
+        for b in range(a):
+            if not P._disjoint(bx[a], bx[b]):
+                return f"part {g.name} at ({p.row}, {p.col}): two of its features overlap"
+    return None
+
+
+def _items_problem(task: Task, cls: ClassSpec, scene: Scene) -> str | None:
+    from cnnproof.constructions import parts as P
+
+    names = set(task.items)
+    counts: dict[str, int] = {}
+    for p in scene:
+        if p.feature not in names:
+            return f"unknown item {p.feature!r}"
+        counts[p.feature] = counts.get(p.feature, 0) + 1
+    if len(set(scene)) != len(scene):
+        return "a placement is listed twice"
+    for n in cls.required:
+        if counts.get(n, 0) != cls.copies:
+            return f"required item {n!r} placed {counts.get(n, 0)} times, not {cls.copies}"
+    extra = 0
+    for n, k in counts.items():
+        if n in cls.required:
+            continue
+        if n not in cls.distractors:
+            return f"item {n!r} is neither required nor a distractor of class {cls.name}"
+        extra += k
+    if extra > cls.max_distractors:
+        return f"{extra} distractors placed, at most {cls.max_distractors} allowed"
+    seen = []
+    for p in scene:
+        why = _placement_problem(task, p)
+        if why:
+            return why
+        bx = P.boxes(task, p)
+        if not all(0 <= r and r + h <= task.height and 0 <= c and c + w <= task.width for r, c, h, w in bx):
+            return f"{p.feature} at ({p.row}, {p.col}) does not fit on the canvas"
+        if not cls.anchors.allows(p.row, p.col):
+            return f"{p.feature} at ({p.row}, {p.col}) is not an allowed anchor"
+        for q, ob in seen:
+            if not _items_apart(bx, ob, cls.gap):
+                return f"{p.feature} at ({p.row}, {p.col}) overlaps or is closer than gap {cls.gap} to {q.feature} at ({q.row}, {q.col})"
+        seen.append((p, bx))
     return None

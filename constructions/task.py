@@ -73,6 +73,16 @@ class Feature:
 
 
 @dataclass(frozen=True)
+class Part:
+    """A part (MODEL.md section 8): pieces (item name, nominal row offset, column offset) relative
+    to the part's anchor, each displaced by at most ``jitter`` on each axis."""
+
+    name: str
+    pieces: tuple[tuple[str, int, int], ...]
+    jitter: int = 0
+
+
+@dataclass(frozen=True)
 class ClassSpec:
     """A class: required features S_c, distractors D_c and its scene rules."""
 
@@ -99,6 +109,32 @@ class Task:
     features: tuple[Feature, ...]
     classes: tuple[ClassSpec, ...]
     symbols: tuple[tuple[str, Fraction], ...] = ()  # for drawing templates and images
+    parts: tuple[Part, ...] = ()  # MODEL.md section 8; a task without parts is flat
+
+    @property
+    def hierarchical(self) -> bool:
+        return bool(self.parts)
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        """Every item's name: the features, then the parts (the order of presence vectors)."""
+        return tuple(f.name for f in self.features) + tuple(g.name for g in self.parts)
+
+    def part(self, name: str) -> Part:
+        for g in self.parts:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    def is_part(self, name: str) -> bool:
+        return any(g.name == name for g in self.parts)
+
+    def level(self, name: str) -> int:
+        """1 for a feature, 1 + the largest level of its pieces for a part."""
+        if not self.is_part(name):
+            self.feature(name)
+            return 1
+        return 1 + max(self.level(n) for n, _, _ in self.part(name).pieces)
 
     # -- derived facts -------------------------------------------------------------------------
     @property
@@ -169,6 +205,8 @@ class Task:
                 }
                 for c in self.classes
             ],
+            **({"parts": {g.name: {"pieces": [[n, r, q] for n, r, q in g.pieces], "jitter": g.jitter}
+                          for g in self.parts}} if self.parts else {}),
         }
 
 
@@ -180,11 +218,14 @@ class Task:
 MAX_SIDE = 1024
 MAX_CHANNELS = 64
 
-_TOP_KEYS = {"name", "description", "canvas", "pixels", "scene", "features", "classes"}
+_TOP_KEYS = {"name", "description", "canvas", "pixels", "scene", "features", "parts", "classes"}
 _CANVAS_KEYS = {"channels", "height", "width"}
 _PIXEL_KEYS = {"levels", "background", "noise", "symbols"}
 _RULE_KEYS = {"copies", "max_distractors", "gap", "stride", "region"}
 _FEATURE_KEYS = {"template", "description"}
+_PART_KEYS = {"pieces", "jitter", "description"}
+_PIECE_KEYS = {"item", "at"}
+MAX_JITTER = 16
 _CLASS_KEYS = {"required", "distractors", "description"} | _RULE_KEYS
 _TOML_POS = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*\Z")
 
@@ -401,6 +442,10 @@ def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task
         features.append(Feature(fname, template))
     by_name = {f.name: f for f in features}
 
+    # parts (MODEL.md section 8) -------------------------------------------------------------
+    parts = _parts(ctx, data.get("parts", {}), by_name, height, width)
+    items: dict[str, Any] = {**by_name, **{g.name: g for g in parts}}
+
     # classes -----------------------------------------------------------------------------
     if "classes" not in data:
         raise ctx.err("classes", "missing: define at least two classes as [classes.NAME]")
@@ -418,10 +463,10 @@ def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task
         _description(ctx, f"{key}.description", ctable)
         if "required" not in ctable:
             raise ctx.err(f"{key}.required", "missing: a class needs at least one required feature")
-        required = _name_list(ctx, f"{key}.required", ctable["required"], by_name)
+        required = _name_list(ctx, f"{key}.required", ctable["required"], items)
         if not required:
             raise ctx.err(f"{key}.required", "is empty: a class needs at least one required feature")
-        distractors = _name_list(ctx, f"{key}.distractors", ctable.get("distractors", []), by_name)
+        distractors = _name_list(ctx, f"{key}.distractors", ctable.get("distractors", []), items)
         for k, d in enumerate(distractors):
             if d in required:
                 raise ctx.err(
@@ -440,12 +485,24 @@ def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task
             )
         )
     used = {n for c in classes for n in c.required + c.distractors}
+    pieces_of = {g.name: [n for n, _, _ in g.pieces] for g in parts}
+    todo = list(used)
+    while todo:  # an item is used when a class names it or it is a piece of a used part
+        for n in pieces_of.get(todo.pop(), []):
+            if n not in used:
+                used.add(n)
+                todo.append(n)
     for f in features:
         if f.name not in used:
             raise ctx.err(
                 f"features.{f.name}",
-                "defined but used by no class (neither required nor a distractor)",
+                "defined but used by no class (neither required nor a distractor"
+                + (", nor a piece of a used part)" if parts else ")"),
             )
+    for g in parts:
+        if g.name not in used:
+            raise ctx.err(f"parts.{g.name}", "defined but used by no class (neither required nor a distractor, "
+                          "nor a piece of a used part)")
 
     task = Task(
         name=name,
@@ -458,10 +515,88 @@ def task_from_dict(data: dict, source: str = "<task>", default_name: str = "task
         features=tuple(features),
         classes=tuple(classes),
         symbols=symbols,
+        parts=tuple(parts),
     )
     for c in task.classes:
         _check_has_scene(ctx, task, c, by_name)
     return task
+
+
+def _parts(ctx: _Ctx, raw: Any, features: dict[str, Feature], H: int, W: int) -> list[Part]:
+    """Parse and validate [parts.NAME] tables (docs/task-format.md, section "Parts")."""
+    if not isinstance(raw, dict):
+        raise ctx.err("parts", f"must be a table of [parts.NAME] tables, found {_type(raw)}")
+    parts: list[Part] = []
+    for gname, gtable in raw.items():
+        key = f"parts.{gname}"
+        if not _NAME.fullmatch(gname):
+            shown = key if gname.isprintable() else f"parts.{gname!r}"
+            raise ctx.err(shown, "invalid name: part names must match [A-Za-z_][A-Za-z0-9_-]*")
+        if gname in features:
+            raise ctx.err(key, f"{gname!r} is already a feature; features and parts share one namespace")
+        _check_keys(ctx, key, gtable, _PART_KEYS)
+        _description(ctx, f"{key}.description", gtable)
+        if "pieces" not in gtable:
+            raise ctx.err(f"{key}.pieces", 'missing: a part needs pieces = [{ item = "NAME", at = [row, col] }, ...]')
+        raw_pieces = gtable["pieces"]
+        if not isinstance(raw_pieces, list) or not raw_pieces:
+            raise ctx.err(f"{key}.pieces", f"must be a non-empty array of {{ item = ..., at = [row, col] }} tables, found {raw_pieces!r}")
+        pieces = []
+        for k, pc in enumerate(raw_pieces):
+            pkey = f"{key}.pieces[{k}]"
+            _check_keys(ctx, pkey, pc, _PIECE_KEYS)
+            if "item" not in pc or not isinstance(pc["item"], str):
+                raise ctx.err(f"{pkey}.item", "missing or not a string: the name of a feature or a part")
+            at = pc.get("at")
+            if not isinstance(at, list) or len(at) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in at):
+                raise ctx.err(f"{pkey}.at", f"must be [row, col], two integers, found {at!r}")
+            if at[0] < 0 or at[1] < 0:
+                raise ctx.err(f"{pkey}.at", f"negative offset {at}: offsets are measured from the part's anchor, "
+                              "its top-left corner, and are >= 0")
+            if at[0] >= H or at[1] >= W:
+                raise ctx.err(f"{pkey}.at", f"offset {at} lies outside the {H}x{W} canvas")
+            pieces.append((pc["item"], at[0], at[1]))
+        jitter = _int(ctx, f"{key}.jitter", gtable.get("jitter", 0), 0, MAX_JITTER)
+        parts.append(Part(gname, tuple(pieces), jitter))
+    names = set(features) | {g.name for g in parts}
+    for g in parts:
+        for k, (n, _, _) in enumerate(g.pieces):
+            if n not in names:
+                raise ctx.err(f"parts.{g.name}.pieces[{k}].item", f"undefined item {n!r} (features: "
+                              f"{', '.join(sorted(features))}; parts: {', '.join(sorted(x.name for x in parts))})")
+    by = {g.name: g for g in parts}
+    state: dict[str, int] = {}
+
+    def visit(n: str, path: list[str]) -> None:
+        if n not in by or state.get(n) == 2:
+            return
+        if state.get(n) == 1:
+            cyc = path[path.index(n):] + [n]
+            raise ctx.err(f"parts.{n}.pieces", f"cycle: {' -> '.join(cyc)} (a part cannot contain itself)")
+        state[n] = 1
+        for m, _, _ in by[n].pieces:
+            visit(m, path + [n])
+        state[n] = 2
+
+    for g in parts:
+        visit(g.name, [])
+    from cnnproof.constructions import parts as P
+
+    probe = Task("probe", 1, H, W, (Fraction(0), Fraction(1)), Fraction(0), Fraction(0),
+                 tuple(features.values()), (), (), tuple(parts))
+    for g in parts:
+        ok = P.placeable(probe, g.name)
+        if ok is None:
+            raise ctx.err(f"parts.{g.name}", "could not decide within the search budget whether its pieces can be "
+                          "placed without overlap; reduce its jitter or its nesting")
+        if not ok:
+            raise ctx.err(f"parts.{g.name}", "its pieces cannot be placed without overlap at any displacement "
+                          "(within one placement, features' footprints must be disjoint; touching is allowed)")
+        fits = P.placeable(probe, g.name, H, W)
+        if not fits:
+            raise ctx.err(f"parts.{g.name}", f"cannot fit on the {H}x{W} canvas at any displacement of its pieces"
+                          if fits is False else "could not decide within the search budget whether it fits on the canvas")
+    return parts
 
 
 def _anchor_range(n: int, size: int, stride: int, lo: int | None, hi: int | None) -> bool:
@@ -487,6 +622,8 @@ def _check_has_scene(ctx: _Ctx, task: Task, c: ClassSpec, by_name: dict[str, Fea
         f", region {list(c.anchors.region)}" if c.anchors.region is not None else ""
     )
     for n in c.required:
+        if n not in by_name:  # a part: the search below decides
+            continue
         f = by_name[n]
         if not _has_anchor(task, c, f):
             raise ctx.err(
@@ -498,7 +635,7 @@ def _check_has_scene(ctx: _Ctx, task: Task, c: ClassSpec, by_name: dict[str, Fea
     # A cheap necessary condition first (also keeps huge `copies` from reaching the search):
     # footprints grown by `gap` to the bottom and right are disjoint inside the grown canvas.
     g = c.gap
-    need = c.copies * sum((by_name[n].height + g) * (by_name[n].width + g) for n in c.required)
+    need = c.copies * sum((by_name[n].height + g) * (by_name[n].width + g) for n in c.required if n in by_name)
     room = (task.height + g) * (task.width + g)
     too_big = need > room
     if not too_big:
@@ -624,14 +761,15 @@ def _template(ctx: _Ctx, key: str, raw: Any, channels: int, sym: dict[str, Fract
     return tuple(planes)
 
 
-def _name_list(ctx: _Ctx, key: str, raw: Any, names: dict[str, Feature]) -> list[str]:
+def _name_list(ctx: _Ctx, key: str, raw: Any, names: dict[str, Any]) -> list[str]:
     if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
         raise ctx.err(key, f"must be an array of feature names, found {raw!r}")
     seen = set()
+    what = "feature or part" if any(isinstance(v, Part) for v in names.values()) else "feature"
     for k, x in enumerate(raw):
         if x not in names:
             raise ctx.err(
-                f"{key}[{k}]", f"undefined feature {x!r} (defined: {', '.join(sorted(names))})"
+                f"{key}[{k}]", f"undefined {what} {x!r} (defined: {', '.join(sorted(names))})"
             )
         if x in seen:
             raise ctx.err(f"{key}[{k}]", f"feature {x!r} is listed twice (use copies for repeats)")

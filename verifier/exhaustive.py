@@ -156,7 +156,8 @@ def _batch(task: Task, net: Network | None, q: Question, c: int, scenes: list):
     imgs = np.stack([base_image_int(task, s) for s in scenes])
     if q.theorem == "wellposed":
         pres = presence_int(task, imgs)
-        reqs = [[task.feature_index(n) for n in cls.required] for cls in task.classes]
+        order = {n: k for k, n in enumerate(task.items)}
+        reqs = [[order[n] for n in cls.required] for cls in task.classes]
         for o, idx in enumerate(reqs):
             if o == c:
                 continue
@@ -164,7 +165,7 @@ def _batch(task: Task, net: Network | None, q: Question, c: int, scenes: list):
             if hit.size:
                 k = int(hit[0])
                 image = base_image(task, scenes[k])
-                names = {f.name for f, p in zip(task.features, pres[k]) if p}
+                names = {n for n, p in zip(task.items, pres[k]) if p}
                 return witness_for(task, c, scenes[k], image, names)
         return None
     out, den = net.evaluate_batch_int(imgs, task.scale)

@@ -74,6 +74,8 @@ def prove(
 def _route(task, net, q, method, deadline, seed, progress, jobs, bar, route: list[str]) -> Verdict:
     if progress:
         progress(f"method {method}" + ("" if deadline is None else f", deadline in {max(0.0, remaining(deadline)):.1f} s"))
+    if task.hierarchical:
+        return _hierarchical(task, net, q, method, deadline, progress, route)
     if method == "exhaustive":
         from cnnproof.verifier import exhaustive
 
@@ -157,3 +159,16 @@ def _rename(v: Verdict, method: str) -> Verdict:
     import dataclasses
 
     return dataclasses.replace(v, method=method)
+
+
+def _hierarchical(task, net, q, method, deadline, progress, route) -> Verdict:
+    """Hierarchical tasks (MODEL.md section 8): the methods that handle parts."""
+    from cnnproof.verifier import exhaustive
+
+    if method not in ("auto", "exhaustive"):
+        raise NotApplicable(f"--method {method} does not support hierarchical tasks ([parts]) yet; "
+                            "use --method exhaustive (or auto)")
+    if method == "auto":
+        route[0] = "auto/exhaustive"
+    v = exhaustive.prove(task, net, q, deadline=deadline, progress=_scenes_progress(progress))
+    return _rename(v, route[0])

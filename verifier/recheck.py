@@ -63,7 +63,9 @@ def problem(task: Task, net: Network | None, q: Question, cex: Counterexample) -
         idx = int(np.flatnonzero(far.ravel())[0])
         return f"pixel {idx} = {cex.image.ravel()[idx]} is farther than δ from its base value {base.ravel()[idx]}"
     if q.theorem == "wellposed":
-        present = {f.name for f in task.features if occurrences(task, cex.image, f)}
+        from cnnproof.constructions.parts import item_occurrences
+
+        present = {n for n in task.items if item_occurrences(task, cex.image, n)}
         missing = [n for n in cls.required if n not in present]
         if missing:
             return f"required features {missing} not found (scene placement broken?)"
@@ -76,7 +78,7 @@ def problem(task: Task, net: Network | None, q: Question, cex: Counterexample) -
         if not all(n in present for n in other.required):
             return f"class {other.name} is not complete on this image"
         for name, (i, j) in cex.accidental:
-            if (i, j) not in occurrences(task, cex.image, task.feature(name)):
+            if (i, j) not in item_occurrences(task, cex.image, name):
                 return f"{name} does not appear at ({i}, {j})"
         return None
     if net is None:
@@ -121,14 +123,21 @@ def worst_other(task: Task, q: Question, c: int, logits) -> int | None:
 def witness_for(task: Task, c: int, scene, image, present_names: set[str]) -> Counterexample | None:
     """A well-posedness witness on this image, if another class is complete on it."""
     cls = task.classes[c]
-    placed = {p.feature for p in scene}
+    placed = set()
+    todo = list(scene)
+    while todo:  # every item a placement places, down to its features
+        p = todo.pop()
+        placed.add(p.feature)
+        todo.extend(p.pieces)
     for o, other in enumerate(task.classes):
         if o == c or not all(n in present_names for n in other.required):
             continue
         acc = []
         for n in other.required:
             if n not in placed:
-                occ = occurrences(task, image, task.feature(n))
+                from cnnproof.constructions.parts import item_occurrences
+
+                occ = item_occurrences(task, image, n)
                 acc.append((n, occ[0]))
         return Counterexample(cls.name, scene, image, other.name, accidental=tuple(acc))
     return None

@@ -283,6 +283,8 @@ def _dispatch(args) -> int:
 
         return cmd_export(args)
     task = load_task(args.task)
+    if task.hierarchical and args.command == "export-vnnlib":
+        raise InputError(args.task, None, "export-vnnlib does not support hierarchical tasks ([parts]) yet")
     if args.command == "check-task":
         return cmd_check_task(task, args)
     if args.command == "build":
@@ -643,13 +645,20 @@ def _report(task, net, q, v, seconds: float, args, net_desc: str | None = None, 
     if isinstance(v, Refuted):
         cex = v.counterexample
         print()
-        scene = ", ".join(f"{p.feature}@({p.row},{p.col})" for p in cex.scene)
+        from cnnproof.constructions.scenes import scene_text
+
+        scene = scene_text(cex.scene)
         print(f"counterexample: an image of class {cex.cls}")
         print(f"  scene:  {scene}")
         if q.theorem == "wellposed":
             print(f"  class {cex.other} is complete too:")
             for name, (i, j) in cex.accidental:
                 print(f"    {name} appears by accident at ({i},{j})")
+                if task.is_part(name):
+                    from cnnproof.constructions.parts import assembly_lines
+
+                    for line in assembly_lines(task, cex.scene, cex.image, name, (i, j)):
+                        print("      " + line)
             if not cex.accidental:
                 print("    its required features are all placed in the scene")
         else:
