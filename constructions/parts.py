@@ -18,13 +18,14 @@ from typing import Iterator
 
 import numpy as np
 
+from cnnproof.constructions.scenes import SearchBudgetExceeded
 from cnnproof.constructions.task import Feature, Task
 
 MAX_VARIANTS = 250_000  # per part: past this, enumeration-based methods answer UNKNOWN
 
 
-class TooManyVariants(Exception):
-    pass
+class TooManyVariants(SearchBudgetExceeded):
+    """A part has more variants than enumeration-based methods take (they answer UNKNOWN)."""
 
 
 def leaves(p) -> Iterator:

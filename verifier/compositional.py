@@ -443,6 +443,10 @@ def prove(task: Task, net: Network | None, q: Question, deadline: float | None =
 
 
 def _wellposed(task: Task, q: Question, obligations: list[dict]) -> Verdict:
+    if task.parts:  # items made of pieces: the level-by-level scene lemmas (verifier/levels.py)
+        from cnnproof.verifier import levels
+
+        return levels.wellposed(task, q, obligations)
     for c, cls in enumerate(task.classes):
         facts = None
         for o, other in enumerate(task.classes):

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from cnnproof.constructions.scenes import base_image, base_image_int, enumerate_scenes, presence_int
+from cnnproof.constructions.scenes import SearchBudgetExceeded, base_image, base_image_int, enumerate_scenes, presence_int
 from cnnproof.constructions.task import Task
 from cnnproof.verifier.deadline import DeadlineExceeded, alarm
 from cnnproof.verifier.errors import NotApplicable
@@ -84,6 +84,8 @@ def prove(
             return _enumerate(task, net, q, max_scenes, deadline, progress, budget, counter)
     except DeadlineExceeded:
         return Unknown("exhaustive", "timeout", {"scenes": counter[0]})
+    except SearchBudgetExceeded as e:  # e.g. a part with too many variants to enumerate
+        return Unknown("exhaustive", f"resource limit: {e}", {"scenes": counter[0]})
 
 
 def _enumerate(task, net, q, max_scenes, deadline, progress, budget, counter) -> Verdict:

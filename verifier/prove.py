@@ -165,9 +165,14 @@ def _hierarchical(task, net, q, method, deadline, progress, route) -> Verdict:
     """Hierarchical tasks (MODEL.md section 8): the methods that handle parts."""
     from cnnproof.verifier import exhaustive
 
+    if method == "compositional" or (method == "auto" and q.theorem == "wellposed"):
+        from cnnproof.verifier import compositional
+
+        route[0] = "auto/compositional" if method == "auto" else method
+        return _rename(compositional.prove(task, net, q, deadline=deadline, fallback=False), route[0])
     if method not in ("auto", "exhaustive"):
         raise NotApplicable(f"--method {method} does not support hierarchical tasks ([parts]) yet; "
-                            "use --method exhaustive (or auto)")
+                            "use --method exhaustive, compositional or auto")
     if method == "auto":
         route[0] = "auto/exhaustive"
     v = exhaustive.prove(task, net, q, deadline=deadline, progress=_scenes_progress(progress))

@@ -413,7 +413,7 @@ def _cls(task: Task, name, k: int):
 
 def _feat(task: Task, name, k: int):
     try:
-        return task.feature(name)
+        return task.part(name) if task.parts and task.is_part(name) else task.feature(name)
     except (KeyError, TypeError):
         raise Rejected(f"obligation #{k}: unknown feature {name!r}") from None
 

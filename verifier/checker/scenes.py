@@ -33,6 +33,8 @@ def uncoverable(task: Task, cls: ClassSpec, g: str, cell) -> str | None:
     compatibly (so g never occurs in ``cls``); otherwise why the claim fails."""
     if not (isinstance(cell, list) and len(cell) == 3 and all(isinstance(v, int) and not isinstance(v, bool) for v in cell)):
         return f"cell {cell!r} is not [channel, row, col]"
+    if task.parts:
+        return "the uncoverable-cell argument is for tasks without parts"
     gs = _sup(task.feature(g))
     need = gs.get(tuple(cell))
     if need is None:
@@ -92,30 +94,68 @@ def bounded_canvas(task: Task, cls: ClassSpec, goals: list[str]) -> tuple[int, i
 
 def can_cooccur(task: Task, cls: ClassSpec, goals: list[str]) -> bool:
     """Exactly: does some scene of ``cls`` have a base image containing every goal?"""
-    dr, dc, H, W = bounded_canvas(task, cls, goals)  # anchors below are frame coordinates
+    return cooccur(task, cls, goals) is not None
+
+
+def _tree(task: Task, name: str, R, C, tag: str, cons: list):
+    """An item placed (or occurring) at anchor (R, C), recursively (MODEL.md section 8): each
+    piece k of a part at (R + r_k + e_k, C + c_k + e'_k) with |e|, |e'| <= jitter. Returns
+    (name, R, C, children) and appends the displacement bounds to ``cons``."""
+    if not task.parts or not any(g.name == name for g in task.parts):
+        return (name, R, C, [])
+    g = next(g for g in task.parts if g.name == name)
+    kids = []
+    for k, (n, r, c) in enumerate(g.pieces):
+        e, e2 = z3.Int(f"{tag}e{k}"), z3.Int(f"{tag}f{k}")
+        cons += [e >= -g.jitter, e <= g.jitter, e2 >= -g.jitter, e2 <= g.jitter]
+        kids.append(_tree(task, n, R + r + e, C + c + e2, f"{tag}_{k}", cons))
+    return (name, R, C, kids)
+
+
+def _leaves(t):
+    return [t] if not t[3] else [x for k in t[3] for x in _leaves(k)]
+
+
+def _apart(a, b, gap: int):
+    """Leaf footprints (feature, R, C, h, w) disjoint with Chebyshev distance >= gap + 1."""
+    return z3.Or(a[1] + a[3] + gap <= b[1], b[1] + b[3] + gap <= a[1], a[2] + a[4] + gap <= b[2], b[2] + b[4] + gap <= a[2])
+
+
+def cooccur(task: Task, cls: ClassSpec, goals: list[str]):
+    """A scene of ``cls`` whose base image contains every goal item, as nested
+    [item, row, col, [pieces]] lists, or None when there is none (decided exactly by one z3
+    query). Flat tasks are posed on the frame of :func:`bounded_canvas`; tasks with parts on
+    the canvas itself."""
+    if task.parts:
+        dr, dc, H, W = 0, 0, task.height, task.width
+    else:
+        dr, dc, H, W = bounded_canvas(task, cls, goals)  # anchors below are frame coordinates
     bg = task.background
     feats = {f.name: f for f in task.features}
     s = z3.Solver()
-    slots = []  # (name -> selector) per slot, and its anchor variables
+    cons: list = []
+    slots = []  # per slot: [(selector, placement tree)]
     k = 0
     for fname in cls.required:
         for _ in range(cls.copies):
-            slots.append(({fname: z3.BoolVal(True)}, z3.Int(f"r{k}"), z3.Int(f"c{k}")))
+            slots.append([(z3.BoolVal(True), _tree(task, fname, z3.Int(f"r{k}"), z3.Int(f"c{k}"), f"p{k}", cons))])
             k += 1
     if cls.max_distractors > 0 and cls.distractors:
         for _ in range(cls.max_distractors):
-            sel = {f: z3.Bool(f"d{k}_{f}") for f in cls.distractors}
-            names = list(sel)
-            for i in range(len(names)):
-                for j in range(i + 1, len(names)):
-                    s.add(z3.Not(z3.And(sel[names[i]], sel[names[j]])))
-            slots.append((sel, z3.Int(f"r{k}"), z3.Int(f"c{k}")))
+            opts = [(z3.Bool(f"d{k}_{f}"), _tree(task, f, z3.Int(f"r{k}_{f}"), z3.Int(f"c{k}_{f}"), f"p{k}_{f}", cons))
+                    for f in cls.distractors]
+            for i in range(len(opts)):
+                for j in range(i + 1, len(opts)):
+                    s.add(z3.Not(z3.And(opts[i][0], opts[j][0])))
+            slots.append(opts)
             k += 1
+    s.add(cons)
     an = cls.anchors
-    for sel, r, c in slots:
-        for fname, on in sel.items():
-            f = feats[fname]
-            cond = [r >= 0, c >= 0, r <= H - f.height, c <= W - f.width]
+    placed = []  # (selector, leaf footprint (feature, R, C, h, w))
+    for si, opts in enumerate(slots):
+        for on, t in opts:
+            _, r, c, _ = t
+            cond = []
             if an.stride[0] > 1:
                 cond.append((r + dr) % an.stride[0] == 0)
             if an.stride[1] > 1:
@@ -123,38 +163,58 @@ def can_cooccur(task: Task, cls: ClassSpec, goals: list[str]) -> bool:
             if an.region is not None:
                 r0, c0, r1, c1 = an.region
                 cond += [r + dr >= r0, r + dr <= r1, c + dc >= c0, c + dc <= c1]
+            lv = [(n, R, C, feats[n].height, feats[n].width) for n, R, C, _ in _leaves(t)]
+            for n, R, C, h, w in lv:
+                cond += [R >= 0, C >= 0, R <= H - h, C <= W - w]
+            for i in range(len(lv)):  # within one placement: disjoint, touching allowed
+                for j in range(i + 1, len(lv)):
+                    cond.append(_apart(lv[i], lv[j], 0))
             s.add(z3.Implies(on, z3.And(cond)))
-    gap = cls.gap
-    for i in range(len(slots)):
-        for j in range(i + 1, len(slots)):
-            (si, ri, ci), (sj, rj, cj) = slots[i], slots[j]
-            for fi, oni in si.items():
-                for fj, onj in sj.items():
-                    a, b = feats[fi], feats[fj]
-                    s.add(z3.Implies(z3.And(oni, onj), z3.Or(
-                        ri + a.height + gap <= rj, rj + b.height + gap <= ri,
-                        ci + a.width + gap <= cj, cj + b.width + gap <= ci)))
+            placed += [(on, x, si) for x in lv]
+    for i in range(len(placed)):
+        for j in range(i + 1, len(placed)):
+            (oi, a, si), (oj, b, sj) = placed[i], placed[j]
+            if si != sj:
+                s.add(z3.Implies(z3.And(oi, oj), _apart(a, b, cls.gap)))
+    gcons: list = []
     for gi, gname in enumerate(goals):
-        g = feats[gname]
-        U, V = z3.Int(f"u{gi}"), z3.Int(f"v{gi}")
-        s.add(U >= 0, V >= 0, U <= H - g.height, V <= W - g.width)
-        for (ch, a, b), need in _sup(g).items():
-            hits, bad = [], []
-            for sel, r, c in slots:
-                for fname, on in sel.items():
+        t = _tree(task, gname, z3.Int(f"u{gi}"), z3.Int(f"v{gi}"), f"g{gi}", gcons)
+        for n, U, V, _ in _leaves(t):
+            g = feats[n]
+            s.add(U >= 0, V >= 0, U <= H - g.height, V <= W - g.width)
+            for (ch, a, b), need in _sup(g).items():
+                hits, bad = [], []
+                for on, (fname, r, c, _, _), _ in placed:
                     for (fch, fa, fb), v in _sup(feats[fname]).items():
                         if fch != ch or (v == need and need == bg):
                             continue
                         at = z3.And(on, U + a == r + fa, V + b == c + fb)
                         (hits if v == need else bad).append(at)
-            if need != bg:
-                s.add(z3.Or(hits) if hits else z3.BoolVal(False))
-            else:
-                s.add(z3.Not(z3.Or(bad)) if bad else z3.BoolVal(True))
+                if need != bg:
+                    s.add(z3.Or(hits) if hits else z3.BoolVal(False))
+                else:
+                    s.add(z3.Not(z3.Or(bad)) if bad else z3.BoolVal(True))
+    s.add(gcons)
     r = s.check()
     if r == z3.unknown:
         raise RuntimeError(f"z3 answered unknown: {s.reason_unknown()}")
-    return r == z3.sat
+    if r == z3.unsat:
+        return None
+    m = s.model()
+
+    def val(x) -> int:
+        return m.eval(x, model_completion=True).as_long()
+
+    def out(t, shift_r, shift_c):
+        n, R, C, kids = t
+        return [n, val(R) + shift_r, val(C) + shift_c, [out(x, shift_r, shift_c) for x in kids]]
+
+    scene = []
+    for opts in slots:
+        for on, t in opts:
+            if z3.is_true(m.eval(on, model_completion=True)):
+                scene.append(out(t, dr, dc))
+    return scene
 
 
 def scene_errors(task: Task, cls: ClassSpec, scene: list) -> str | None:
