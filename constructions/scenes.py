@@ -436,6 +436,14 @@ def placement_text(p: Placement) -> str:
     return own + ("[" + " ".join(placement_text(q) for q in p.pieces) + "]" if p.pieces else "")
 
 
+def placement_json(p: Placement) -> list:
+    """[item, row, col], and for a part's placement a fourth entry: its pieces, the same way."""
+    out: list = [p.feature, p.row, p.col]
+    if p.pieces:
+        out.append([placement_json(q) for q in p.pieces])
+    return out
+
+
 def scene_text(scene: Scene) -> str:
     return ", ".join(placement_text(p) for p in scene)
 

@@ -33,7 +33,7 @@ import numpy as np
 import z3
 
 from cnnproof.constructions.scene_search import appear_together, forced_conflict, local_configuration, uncoverable_cell
-from cnnproof.constructions.scenes import SearchBudgetExceeded, base_image, find_scene
+from cnnproof.constructions.scenes import SearchBudgetExceeded, base_image, find_scene, placement_json
 from cnnproof.constructions.task import Task
 from cnnproof.verifier.checker.normal_form import normal_form
 from cnnproof.verifier.deadline import DeadlineExceeded, alarm, check, z3_timeout_ms
@@ -491,6 +491,10 @@ def _zero_error(task: Task, net: Network, q: Question, obligations: list[dict], 
     """Zero error of ``net``, decided on its normal form (``checker/normal_form.py``: exact rewrites
     such as dropping an identity layer or a max pool whose windows cover the map before the global
     max); a counterexample is re-checked on ``net`` itself."""
+    if task.parts:  # a deep network for parts: the level lemmas (verifier/levels.py)
+        from cnnproof.verifier import levels
+
+        return levels.zero_error(task, net, q, obligations, deadline)
     original = net
     net, rewrites = normal_form(net)
     if rewrites:
@@ -613,7 +617,7 @@ def _worst_witness(task, net, bounds, low) -> dict | None:
         logits = _logits_cropped(task, net, scene)
         gaps = [(logits[c] - logits[o], o) for o in range(len(logits)) if o != c]
         if gaps and min(gaps)[0] == low:
-            return {"class": task.classes[c].name, "scene": [[p.feature, p.row, p.col] for p in scene],
+            return {"class": task.classes[c].name, "scene": [placement_json(p) for p in scene],
                     "other_class": task.classes[min(gaps)[1]].name, "logits": [format_rational(v) for v in logits]}
     return None
 
@@ -629,8 +633,9 @@ def _z3_check(s, deadline, *assumptions):
     return r
 
 
-def _head_cegar(task, net, q, c, shape, windows, status, facts, obligations, deadline=None):
-    """The head lemma by z3, refined by joint scene searches.
+def _head_cegar(task, net, q, c, shape, windows, status, facts, obligations, deadline=None, together=None):
+    """The head lemma by z3, refined by joint scene searches (``together(cls, items)``: a
+    scene of cls containing all the items, or None; by default the flat scene search).
 
     Returns a Refuted verdict, or (proved for class c) its exact worst margin or None."""
     cls = task.classes[c]
@@ -670,12 +675,16 @@ def _head_cegar(task, net, q, c, shape, windows, status, facts, obligations, dea
             scene = find_scene(task, cls)
         else:
             try:
-                scene = appear_together(task, cls, on)
+                scene = appear_together(task, cls, on) if together is None else together(cls, on)
             except SearchBudgetExceeded:
                 raise Fallback(f"scene search budget exceeded for class {cls.name}, features {on}") from None
         if scene is None:
             learned.append(sorted(on))
-            _joint(obligations, task, cls, on, None)
+            if together is None:
+                _joint(obligations, task, cls, on, None)
+            else:
+                obligations.append({"kind": "scene-joint-never", "class": cls.name, "features": sorted(on),
+                                    "discharged_by": {"procedure": "scene-search"}, "seconds": 0.0})
             s.pop()
             s.add(z3.Not(z3.And([pres[g] for g in on])))
             s.push()
@@ -712,6 +721,8 @@ def _logits_cropped(task, net, scene) -> list[Fraction]:
     from cnnproof.verifier.exact import to_scaled_ints
     from cnnproof.verifier.network import _run
 
+    if task.parts:  # a deep network: no crop argument here
+        return net.evaluate(base_image(task, scene))
     k = max(max(f.height, f.width) for f in task.features)
     shape = decompose(net)
     if not isinstance(shape, str):

@@ -12,7 +12,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from cnnproof.constructions.scenes import Scene
+from cnnproof.constructions.scenes import Scene, placement_json
 from cnnproof.verifier.errors import InputError
 from cnnproof.verifier.exact import format_rational, parse_rational
 
@@ -77,7 +77,7 @@ class Counterexample:
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "class": self.cls,
-            "scene": [[p.feature, p.row, p.col] for p in self.scene],
+            "scene": [placement_json(p) for p in self.scene],
             "image": [[[format_rational(v) for v in row] for row in plane] for plane in self.image],
             "other_class": self.other,
         }

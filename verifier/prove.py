@@ -162,18 +162,24 @@ def _rename(v: Verdict, method: str) -> Verdict:
 
 
 def _hierarchical(task, net, q, method, deadline, progress, route) -> Verdict:
-    """Hierarchical tasks (MODEL.md section 8): the methods that handle parts."""
-    from cnnproof.verifier import exhaustive
+    """Hierarchical tasks (MODEL.md section 8): the compositional method (item scene lemmas, and
+    for zero error the level lemmas of a deep network), else exhaustive enumeration."""
+    from cnnproof.verifier import compositional, exhaustive
 
-    if method == "compositional" or (method == "auto" and q.theorem == "wellposed"):
-        from cnnproof.verifier import compositional
-
-        route[0] = "auto/compositional" if method == "auto" else method
-        return _rename(compositional.prove(task, net, q, deadline=deadline, fallback=False), route[0])
-    if method not in ("auto", "exhaustive"):
+    if method not in ("auto", "exhaustive", "compositional"):
         raise NotApplicable(f"--method {method} does not support hierarchical tasks ([parts]) yet; "
-                            "use --method exhaustive, compositional or auto")
-    if method == "auto":
-        route[0] = "auto/exhaustive"
+                            "use --method compositional, exhaustive or auto")
+    if method in ("auto", "compositional"):
+        route[0] = "auto/compositional" if method == "auto" else method
+        if progress:
+            progress("compositional: item scene lemmas" + ("" if q.theorem == "wellposed" else " and level lemmas"))
+        v = compositional.prove(task, net, q, deadline=deadline, fallback=False)
+        if method == "compositional" or not (isinstance(v, Unknown) and v.reason.startswith("lemmas undecided")):
+            return _rename(v, route[0])
+        if progress:
+            progress(f"compositional: {v.reason}")
+        if q.theorem == "zero_error" and task.noise != 0:
+            return _rename(v, route[0])
+        route[0] = "auto/compositional->exhaustive"
     v = exhaustive.prove(task, net, q, deadline=deadline, progress=_scenes_progress(progress))
     return _rename(v, route[0])

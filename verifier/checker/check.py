@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cnnproof.constructions.task import Task, load_task
 from cnnproof.verifier.certificate import network_sha256, task_sha256
-from cnnproof.verifier.checker import configurations, scenes
+from cnnproof.verifier.checker import configurations, levels, scenes
 from cnnproof.verifier.checker.head_query import head_layers, head_smtlib
 from cnnproof.verifier.checker.normal_form import normal_form
 from cnnproof.verifier.checker.solvers import both_unsat, cvc5_version, z3_version
@@ -496,6 +496,12 @@ def _check_zero_error(task, net, margin, obs, used, never, joint, counts) -> dic
     """Every obligation of zero error; returns per class the lower bound on min N_c - N_c' that its
     head obligation proves (None when it proves only the theorem's claim). The obligations are
     about the network's normal form (checker/normal_form.py), whose rewrites the certificate lists."""
+    if task.parts:  # a deep network: its level-1 bank in the paper's form, then its AND levels
+        try:
+            bank, pads, later, grid = levels.levels(task, net)
+        except ValueError as e:
+            raise Rejected(f"the network is not the deep construction's form: {e}") from None
+        return _check_head(task, net, margin, obs, used, never, joint, counts, bank, (pads, later, grid))
     net, rewrites = normal_form(net)
     listed = [k for k, o in enumerate(obs) if o.get("kind") == "normal-form"]
     if len(listed) > 1 or (listed and obs[listed[0]].get("rewrites") != rewrites) or bool(rewrites) != bool(listed):
@@ -508,8 +514,14 @@ def _check_zero_error(task, net, margin, obs, used, never, joint, counts) -> dic
         counts["normal-form"] += 1
     if any(o.get("kind") == "configuration" for o in obs):
         return _check_general(task, net, margin, obs, used, counts)
+    return _check_head(task, net, margin, obs, used, never, joint, counts, net, None)
+
+
+def _check_head(task, net, margin, obs, used, never, joint, counts, bank, deep) -> dict:
+    """Window obligations of ``bank`` (the paper's form), then, for a deep network (``deep``:
+    its level-1 paddings, later levels and grid), the part units; then the head lemmas."""
     try:
-        shape = decompose(net)
+        shape = decompose(bank)
         head = head_layers(net)
     except ValueError as e:
         raise Rejected(f"the network is not of the form Head ∘ GlobalMax ∘ Local: {e}") from None
@@ -543,6 +555,8 @@ def _check_zero_error(task, net, margin, obs, used, never, joint, counts) -> dic
         if ch not in windows:
             raise Rejected(f"missing obligation: window for channel {ch}")
     wlist = [windows[ch] for ch in range(n)]
+    if deep is not None:
+        wlist = _part_units(task, obs, used, counts, wlist, *deep)
     tied = sorted({w["feature"] for w in wlist if w["feature"] is not None})
     heads, bounds = {}, {}
     for k, o in enumerate(obs):
@@ -604,6 +618,28 @@ def _check_zero_error(task, net, margin, obs, used, never, joint, counts) -> dic
         if cls.name not in heads:
             raise Rejected(f"missing obligation: head for class {cls.name}")
     return bounds
+
+
+def _part_units(task, obs, used, counts, wlist, pads, later, grid) -> list:
+    """Level 1 must detect presence exactly (0 absent, 1 present); every part unit re-derived
+    (checker/levels.py) must be listed as one part-unit obligation, and none other. Returns
+    the pooled channels' windows: each the exact presence of its item."""
+    for w in wlist:
+        if w["feature"] is None or [_q(v, "window") for v in w["absent"]] != [0, 0] \
+                or [_q(v, "window") for v in w["present"]] != [1, 1]:
+            raise Rejected(f"window of channel {w['channel']}: level 1 of a deep network must detect presence exactly")
+    chans = [(w["feature"], (-pt, -pl)) for w, (pt, pl) in zip(wlist, pads)]
+    try:
+        mine = levels.units(task, later, chans, grid)
+    except ValueError as e:
+        raise Rejected(f"the network's levels are not the deep construction's: {e}") from None
+    listed = [(k, o) for k, o in enumerate(obs) if o.get("kind") == "part-unit"]
+    theirs = [[o.get(key) for key in ("level", "branch", "unit", "part", "jitter", "offset")] for _, o in listed]
+    if theirs != mine or any((o.get("discharged_by") or {}).get("procedure") != "exact-and-unit" for _, o in listed):
+        raise Rejected(f"the part-unit obligations are not the ones the checker derives ({len(mine)} units)")
+    used.update(k for k, _ in listed)
+    counts["part-unit (re-derived)"] += len(listed)
+    return [{"channel": k, "feature": item, "absent": ["0", "0"], "present": ["1", "1"]} for k, (item, _) in enumerate(chans)]
 
 
 def _check_general(task, net, margin, obs, used, counts) -> dict:
@@ -734,7 +770,7 @@ def _check_counterexample(task, net, kind, margin, cx):
                                    "of the scene's base image")
     if kind == "wellposed":
         for g in other.required:
-            if not scenes.occurs(task, img, task.feature(g)):
+            if not scenes.item_anchors(task, img, g):
                 raise Rejected(f"corrupted counterexample: {other.name} is not complete ({g} does not occur)")
         return None
     logits = _logits(task, net, img)

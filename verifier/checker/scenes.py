@@ -8,7 +8,7 @@ Stage: task -> scene facts. Written separately from ``constructions/scene_search
   of :func:`bounded_canvas`, never larger than the task's: by the squeezing argument of
   docs/canvas-bound.md the answer is the same there, so the query, and its cost, stop growing
   with the canvas;
-* :func:`scene_errors` and :func:`occurs` check a concrete counterexample scene and image.
+* :func:`scene_errors` and :func:`item_anchors` check a concrete counterexample scene and image.
 """
 
 from __future__ import annotations
@@ -201,72 +201,113 @@ def cooccur(task: Task, cls: ClassSpec, goals: list[str]):
     if r == z3.unsat:
         return None
     m = s.model()
-
-    def val(x) -> int:
-        return m.eval(x, model_completion=True).as_long()
-
-    def out(t, shift_r, shift_c):
-        n, R, C, kids = t
-        return [n, val(R) + shift_r, val(C) + shift_c, [out(x, shift_r, shift_c) for x in kids]]
-
-    scene = []
-    for opts in slots:
-        for on, t in opts:
-            if z3.is_true(m.eval(on, model_completion=True)):
-                scene.append(out(t, dr, dc))
-    return scene
+    val = lambda x: m.eval(x, model_completion=True)  # noqa: E731
+    out = lambda t: [t[0], val(t[1]).as_long() + dr, val(t[2]).as_long() + dc, [out(x) for x in t[3]]]  # noqa: E731
+    return [out(t) for opts in slots for on, t in opts if z3.is_true(val(on))]
 
 
-def scene_errors(task: Task, cls: ClassSpec, scene: list) -> str | None:
-    """None if ``scene`` ([[feature, row, col], ...]) is a scene of ``cls`` (MODEL.md section 3)."""
-    names = {f.name for f in task.features}
-    boxes, counts, extra = [], {}, 0
-    for p in scene:
-        if not (isinstance(p, list) and len(p) == 3 and p[0] in names
-                and all(isinstance(v, int) and not isinstance(v, bool) for v in p[1:])):
+def _tree_leaves(task: Task, p, out: list) -> str | None:
+    """Check one placement [item, row, col(, [pieces])] (section 8: each piece of a part at its
+    offset within the jitter) and collect its leaf footprints (row, col, h, w, feature)."""
+    if not (isinstance(p, list) and len(p) in (3, 4) and isinstance(p[0], str)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in p[1:3])):
+        return f"placement {p!r} is not [item, row, col] or [part, row, col, [pieces]]"
+    g = next((x for x in task.parts if x.name == p[0]), None)
+    if g is None:
+        if len(p) != 3 or p[0] not in {f.name for f in task.features}:
             return f"placement {p!r} is not [feature, row, col]"
-        fname, i, j = p
-        f = task.feature(fname)
-        if fname in cls.required:
-            counts[fname] = counts.get(fname, 0) + 1
-        elif fname in cls.distractors:
+        f = task.feature(p[0])
+        out.append((p[1], p[2], f.height, f.width, p[0]))
+        return None
+    kids = p[3] if len(p) == 4 else None
+    if not isinstance(kids, list) or len(kids) != len(g.pieces):
+        return f"placement of part {g.name} at ({p[1]}, {p[2]}) does not list its {len(g.pieces)} pieces"
+    for q, (n, r, c) in zip(kids, g.pieces):
+        if not (isinstance(q, list) and len(q) >= 3 and q[0] == n and isinstance(q[1], int) and isinstance(q[2], int)):
+            return f"part {g.name} at ({p[1]}, {p[2]}): piece {q!r} is not a placement of {n}"
+        if max(abs(q[1] - p[1] - r), abs(q[2] - p[2] - c)) > g.jitter:
+            return f"part {g.name} at ({p[1]}, {p[2]}): piece {n} beyond jitter {g.jitter}"
+        why = _tree_leaves(task, q, out)
+        if why:
+            return why
+    return None
+
+
+def _item_scene_errors(task: Task, cls: ClassSpec, scene: list) -> str | None:
+    items, counts, extra = [], {}, 0
+    if not isinstance(scene, list):
+        return "the scene is not a list"
+    for p in scene:
+        lv: list = []
+        why = _tree_leaves(task, p, lv)
+        if why:
+            return why
+        n = p[0]
+        if n in cls.required:
+            counts[n] = counts.get(n, 0) + 1
+        elif n in cls.distractors:
             extra += 1
         else:
-            return f"{fname} may not be placed in class {cls.name}"
-        if not (0 <= i <= task.height - f.height and 0 <= j <= task.width - f.width):
-            return f"{fname} at ({i}, {j}) is not inside the canvas"
-        if not cls.anchors.allows(i, j):
-            return f"{fname} at ({i}, {j}) is not an allowed anchor"
-        boxes.append((i, j, f.height, f.width, fname))
-    for fname in cls.required:
-        if counts.get(fname, 0) != cls.copies:
-            return f"{fname} is placed {counts.get(fname, 0)} times, not {cls.copies}"
+            return f"{n} may not be placed in class {cls.name}"
+        if not all(0 <= i and i + h <= task.height and 0 <= j and j + w <= task.width for i, j, h, w, _ in lv):
+            return f"{n} at ({p[1]}, {p[2]}) is not inside the canvas"
+        if not cls.anchors.allows(p[1], p[2]):
+            return f"{n} at ({p[1]}, {p[2]}) is not an allowed anchor"
+        for x in range(len(lv)):
+            for y in range(x + 1, len(lv)):
+                a, b = lv[x], lv[y]
+                if not (a[0] + a[2] <= b[0] or b[0] + b[2] <= a[0] or a[1] + a[3] <= b[1] or b[1] + b[3] <= a[1]):
+                    return f"{n} at ({p[1]}, {p[2]}): its features {a[4]} and {b[4]} overlap"
+        items.append((n, lv))
+    for n in cls.required:
+        if counts.get(n, 0) != cls.copies:
+            return f"{n} is placed {counts.get(n, 0)} times, not {cls.copies}"
     if extra > cls.max_distractors:
         return f"{extra} distractors, more than {cls.max_distractors}"
     g = cls.gap
-    for x in range(len(boxes)):
-        for y in range(x + 1, len(boxes)):
-            i1, j1, h1, w1, n1 = boxes[x]
-            i2, j2, h2, w2, n2 = boxes[y]
-            if not (i1 + h1 + g <= i2 or i2 + h2 + g <= i1 or j1 + w1 + g <= j2 or j2 + w2 + g <= j1):
-                return f"{n1} at ({i1}, {j1}) and {n2} at ({i2}, {j2}) overlap or break the gap {g}"
+    for x in range(len(items)):
+        for y in range(x + 1, len(items)):
+            for i1, j1, h1, w1, n1 in items[x][1]:
+                for i2, j2, h2, w2, n2 in items[y][1]:
+                    if not (i1 + h1 + g <= i2 or i2 + h2 + g <= i1 or j1 + w1 + g <= j2 or j2 + w2 + g <= j1):
+                        return f"{n1} at ({i1}, {j1}) and {n2} at ({i2}, {j2}) overlap or break the gap {g}"
     return None
+
+
+def scene_errors(task: Task, cls: ClassSpec, scene: list) -> str | None:
+    """None if ``scene`` ([[item, row, col(, [pieces])], ...]) is a scene of ``cls`` (MODEL.md
+    sections 3 and 8)."""
+    return _item_scene_errors(task, cls, scene)
 
 
 def base_image(task: Task, scene: list) -> list:
     img = [[[task.background] * task.width for _ in range(task.height)] for _ in range(task.channels)]
-    for fname, i, j in scene:
+    leaves: list = []
+    for p in scene:
+        _tree_leaves(task, p, leaves)  # (checked by scene_errors first)
+    for i, j, _, _, fname in leaves:
         for ch, a, b, v in task.feature(fname).support():
             img[ch][i + a][j + b] = v
     return img
 
 
-def occurs(task: Task, img: list, f: Feature) -> bool:
-    """Does image ``img`` ([ch][row][col] of Fractions) contain ``f`` (within δ) at some anchor?"""
-    d = task.noise
-    sup = f.support()
-    for i in range(task.height - f.height + 1):
-        for j in range(task.width - f.width + 1):
-            if all(abs(img[ch][i + a][j + b] - t) <= d for ch, a, b, t in sup):
-                return True
-    return False
+def item_anchors(task: Task, img: list, name: str, memo: dict | None = None) -> set:
+    """Every anchor where ``img`` contains item ``name``: a feature within δ on its support; a
+    part when every piece occurs within the jitter of its offset (section 8, recursively)."""
+    memo = {} if memo is None else memo
+    if name in memo:
+        return memo[name]
+    g = next((x for x in task.parts if x.name == name), None)
+    if g is None:
+        f, d = task.feature(name), task.noise
+        out = {(i, j) for i in range(task.height - f.height + 1) for j in range(task.width - f.width + 1)
+               if all(abs(img[ch][i + a][j + b] - t) <= d for ch, a, b, t in f.support())}
+    else:
+        J = range(-g.jitter, g.jitter + 1)
+        occ = [item_anchors(task, img, n, memo) for n, _, _ in g.pieces]
+        n0, r0, c0 = g.pieces[0]
+        cand = {(i - r0 - e, j - c0 - e2) for i, j in occ[0] for e in J for e2 in J}
+        out = {(a, b) for a, b in cand
+               if all(any((a + r + e, b + c + e2) in o for e in J for e2 in J) for o, (_, r, c) in zip(occ, g.pieces))}
+    memo[name] = out
+    return out
