@@ -127,7 +127,8 @@ def layout(task: Task) -> Layout:
 
 
 def offending_windows(task: Task, cex, theorem: str) -> list[tuple[str, tuple[int, int]]]:
-    """The windows outlined in :data:`OFFENDING`, as ``(feature, (row, col))``."""
+    """The windows outlined in :data:`OFFENDING`, as ``(item, (row, col))``: a feature's or, in
+    a hierarchical task, a part's anchor."""
     if theorem == "wellposed":
         return [(name, (int(i), int(j))) for name, (i, j) in cex.accidental]
     out: list[tuple[str, tuple[int, int]]] = []
@@ -135,9 +136,50 @@ def offending_windows(task: Task, cex, theorem: str) -> list[tuple[str, tuple[in
     if other is None:
         return out
     for name in other.required:
-        for a in occurrences(task, cex.image, task.feature(name)):
-            out.append((name, a))
+        if task.is_part(name):
+            from cnnproof.constructions.parts import item_occurrences
+
+            out.extend((name, a) for a in item_occurrences(task, cex.image, name))
+        else:
+            out.extend((name, a) for a in occurrences(task, cex.image, task.feature(name)))
     return out
+
+
+def occurrence_boxes(task: Task, image, name: str, anchor: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """The footprints ``(row, col, h, w)`` of the features that make item ``name`` occur at
+    ``anchor`` in ``image``: the feature's own window, or for a part, recursively, where each of
+    its pieces occurs (the first displacement that works, :func:`parts.how_present`)."""
+    if not task.is_part(name):
+        h, w = task.feature(name).size
+        return [(anchor[0], anchor[1], h, w)]
+    from cnnproof.constructions.parts import how_present
+
+    out: list[tuple[int, int, int, int]] = []
+
+    def walk(lst) -> None:
+        for n, a, sub in lst:
+            if task.is_part(n):
+                walk(sub)
+            else:
+                h, w = task.feature(n).size
+                out.append((a[0], a[1], h, w))
+
+    walk(how_present(task, image, name, anchor))
+    return out
+
+
+def _extent(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """``(row, col, h, w)`` of the box around footprints."""
+    t, l = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    return (t, l, max(b[0] + b[2] for b in boxes) - t, max(b[1] + b[3] for b in boxes) - l)
+
+
+def _size_text(task: Task, image, name: str, anchor: tuple[int, int]) -> str:
+    if not task.is_part(name):
+        h, w = task.feature(name).size
+        return f"{h}x{w}"
+    _, _, h, w = _extent(occurrence_boxes(task, image, name, anchor))
+    return f"part, extent {h}x{w}"
 
 
 def _text_lines(task: Task, cex, theorem: str, margin: Fraction | None,
@@ -173,8 +215,16 @@ def _text_lines(task: Task, cex, theorem: str, margin: Fraction | None,
     add("")
     add("placed (thin)", PLACED)
     for p in cex.scene:
-        h, w = task.feature(p.feature).size
-        add(f"  {p.feature} at ({p.row},{p.col}), {h}x{w}")
+        if p.pieces:
+            from cnnproof.constructions.scenes import placement_text
+
+            _, _, h, w = _extent(_leaf_boxes(task, p))
+            add(f"  {p.feature} at ({p.row},{p.col}), part, extent {h}x{w}:")
+            for part in textwrap.wrap(placement_text(p), 52):
+                add("    " + part)
+        else:
+            h, w = task.feature(p.feature).size
+            add(f"  {p.feature} at ({p.row},{p.col}), {h}x{w}")
     if theorem == "wellposed":
         add("appears by accident (thick)", OFFENDING)
         if not offending:
@@ -187,8 +237,7 @@ def _text_lines(task: Task, cex, theorem: str, margin: Fraction | None,
     for name, (i, j) in offending:
         shown[name] = shown.get(name, 0) + 1
         if shown[name] <= 8:
-            h, w = task.feature(name).size
-            add(f"  {name} at ({i},{j}), {h}x{w}")
+            add(f"  {name} at ({i},{j}), {_size_text(task, cex.image, name, (i, j))}")
     for name, k in shown.items():
         if k > 8:
             add(f"  ... {name}: {k} windows in all" + (f", {MAX_WINDOWS} drawn" if k > MAX_WINDOWS else ""))
@@ -210,6 +259,13 @@ def _text_lines(task: Task, cex, theorem: str, margin: Fraction | None,
     add(f"black = {format_rational(task.levels[0])}, white = {format_rational(task.levels[-1])}")
     add("anchors (row,col): rows at the left, columns on top")
     return L
+
+
+def _leaf_boxes(task: Task, p) -> list[tuple[int, int, int, int]]:
+    """The footprints ``(row, col, h, w)`` of a placement's features (a part's: all of them)."""
+    from cnnproof.constructions.parts import boxes
+
+    return boxes(task, p)
 
 
 def picture(task: Task, cex, theorem: str, margin: Fraction | None = None, evidence=()) -> "Image.Image":
@@ -266,16 +322,23 @@ def picture(task: Task, cex, theorem: str, margin: Fraction | None = None, evide
             shown.append((name, a))
     for ch in range(task.channels):
         for p in cex.scene:
-            h, w = task.feature(p.feature).size
-            x0, y0, x1, y1 = lay.box(ch, p.row, p.col, h, w)
-            draw.rectangle((x0 + inset, y0 + inset, x1 - inset, y1 - inset), outline=PLACED, width=thin)
+            leaves = _leaf_boxes(task, p)
+            for r, c, h, w in leaves:
+                x0, y0, x1, y1 = lay.box(ch, r, c, h, w)
+                draw.rectangle((x0 + inset, y0 + inset, x1 - inset, y1 - inset), outline=PLACED, width=thin)
+            if p.pieces:  # a placed part: the box around its features too
+                draw.rectangle(lay.box(ch, *_extent(leaves)), outline=PLACED, width=thin)
         for e in evidence:  # just outside the window, so that a red outline of the same window shows
             x0, y0, x1, y1 = lay.box(ch, e.row, e.col, e.height, e.width)
             g = thick + 1
             draw.rectangle((x0 - g, y0 - g, x1 + g, y1 + g), outline=EVIDENCE, width=thick)
         for name, (i, j) in shown:
-            h, w = task.feature(name).size
-            draw.rectangle(lay.box(ch, i, j, h, w), outline=OFFENDING, width=thick)
+            boxes = occurrence_boxes(task, image, name, (i, j))
+            draw.rectangle(lay.box(ch, *_extent(boxes)), outline=OFFENDING, width=thick)
+            if task.is_part(name):  # where its pieces occur, thin
+                for r, c, h, w in boxes:
+                    x0, y0, x1, y1 = lay.box(ch, r, c, h, w)
+                    draw.rectangle((x0 + inset, y0 + inset, x1 - inset, y1 - inset), outline=OFFENDING, width=thin)
 
     # the text panel
     y = _PAD

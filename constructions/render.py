@@ -119,6 +119,9 @@ def task_text(task: Task) -> str:
             lines.append("      " + "   ".join(f"ch{ch}".ljust(width) for ch in range(C)).rstrip())
         for a in range(f.height):
             lines.append("      " + "   ".join(p[a].ljust(width) for p in planes).rstrip())
+    if task.parts:
+        lines.append("")
+        lines.extend(parts_text(task, sym))
     lines.append("")
     lines.append(f"classes ({len(task.classes)})")
     for c in task.classes:
@@ -127,6 +130,111 @@ def task_text(task: Task) -> str:
         lines.append(f"      distractors  {', '.join(c.distractors) if c.distractors else 'none'}")
         lines.append(f"      scene rules  {_rules_text(task, c)}")
     return "\n".join(lines)
+
+
+def rigid_variants(task: Task, name: str) -> int:
+    """The displacement patterns of item ``name``: 1 for a feature; for a part of ``n`` pieces
+    with jitter ``j``, ``(2j + 1)^(2n)`` times the patterns of its pieces (MODEL.md section 8:
+    the templates a flat bank would list, overlapping ones included)."""
+    if not task.is_part(name):
+        return 1
+    g = task.part(name)
+    out = (2 * g.jitter + 1) ** (2 * len(g.pieces))
+    for n, _, _ in g.pieces:
+        out *= rigid_variants(task, n)
+    return out
+
+
+def empty_symbol(task: Task) -> str:
+    """The character drawn where no feature of a part's layout lies: ``-``, or the first of
+    ``~:^`` that is not a level's symbol."""
+    used = {s for s, _ in task.symbols} | set(level_symbols(task).values())
+    return next(c for c in "-~:^" if c not in used)
+
+
+def nominal_layout(task: Task, name: str, sym: dict[Fraction, str]) -> list[list[str]]:
+    """Part ``name`` with every piece at displacement 0, drawn from its anchor (the top-left
+    cell) like a template, one list of rows per channel: a level's symbol where a feature tests
+    it, ``*`` for a feature's don't-care cell, :func:`empty_symbol` where no feature lies, ``!``
+    where two features of the layout overlap."""
+    from cnnproof.constructions import parts as P
+    from cnnproof.constructions.scenes import Placement
+
+    def nominal(n: str, r: int, c: int) -> Placement:
+        if not task.is_part(n):
+            return Placement(n, r, c)
+        return Placement(n, r, c, tuple(nominal(m, r + dr, c + dc) for m, dr, dc in task.part(n).pieces))
+
+    empty = empty_symbol(task)
+    leaves = list(P.leaves(nominal(name, 0, 0)))
+    _, _, bottom, right = P.extent(task, nominal(name, 0, 0))
+    out = []
+    for ch in range(task.channels):
+        cells: list[list[set]] = [[set() for _ in range(right)] for _ in range(bottom)]
+        for q in leaves:
+            f = task.feature(q.feature)
+            for a, row in enumerate(f.template[ch]):
+                for b, v in enumerate(row):
+                    cells[q.row + a][q.col + b].add(v)
+        counts = [[0] * right for _ in range(bottom)]
+        for q in leaves:
+            f = task.feature(q.feature)
+            for a in range(f.height):
+                for b in range(f.width):
+                    counts[q.row + a][q.col + b] += 1
+        plane = []
+        for a in range(bottom):
+            row = []
+            for b in range(right):
+                if counts[a][b] == 0:
+                    row.append(empty)
+                elif counts[a][b] > 1:
+                    row.append("!")
+                else:
+                    (v,) = cells[a][b]
+                    row.append("*" if v is None else sym[v])
+            plane.append(" ".join(row).rstrip())
+        out.append(plane)
+    return out
+
+
+def parts_text(task: Task, sym: dict[Fraction, str]) -> list[str]:
+    """The parts of a hierarchical task: pieces and offsets, jitter, level, variant counts, and
+    the nominal layout (every piece at displacement 0)."""
+    from cnnproof.constructions import parts as P
+
+    V = P.Variants(task)
+    lines = [f"parts ({len(task.parts)}; pieces at their nominal offsets from the part's anchor, "
+             "each displaced by up to the jitter on each axis)"]
+    for g in task.parts:
+        n, j = len(g.pieces), g.jitter
+        lines.append(f"  {g.name}  level {task.level(g.name)}, jitter {j}, {_plural(n, 'piece')}")
+        for k, (m, r, c) in enumerate(g.pieces):
+            kind = f"part, level {task.level(m)}" if task.is_part(m) else "feature"
+            lines.append(f"      piece {k}: {m} at ({r},{c})  ({kind})")
+        rigid = rigid_variants(task, g.name)
+        formula = f"(2*{j}+1)^(2*{n})"
+        for m, _, _ in g.pieces:
+            if task.is_part(m):
+                formula += f" x {rigid_variants(task, m)} ({m})"
+        try:
+            valid = str(len(V.of(g.name)))
+        except P.TooManyVariants:
+            valid = f"more than {V.limit}"
+        lines.append(f"      rigid variants {rigid} = {formula}; valid (features disjoint) {valid}")
+        planes = nominal_layout(task, g.name, sym)
+        overlap = any("!" in row for plane in planes for row in plane)
+        lines.append(f"      nominal layout (displacement 0, the anchor at the top left; '{empty_symbol(task)}' = no feature"
+                     + ("; '!' = features overlap: only other displacements place the part" if overlap else "")
+                     + "):")
+        C = task.channels
+        width = max(len(row) for plane in planes for row in plane)
+        if C > 1:
+            width = max(width, len(f"ch{C - 1}"))
+            lines.append("      " + "   ".join(f"ch{ch}".ljust(width) for ch in range(C)).rstrip())
+        for a in range(len(planes[0])):
+            lines.append("      " + "   ".join(p[a].ljust(width) for p in planes).rstrip())
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,6 +418,8 @@ class Dataset:
     noise: str  # "random" or "none"
     delta: Fraction
     seed: int
+    item_names: tuple[str, ...] = ()  # a hierarchical task's items (features, then parts); () when flat
+    scene_trees: str = ""  # a hierarchical task's scenes as JSON placement trees (scene_trees_json)
 
     def __post_init__(self):
         N = len(self.scenes)
@@ -324,12 +434,28 @@ class Dataset:
         return exact_base(self.base_numerators[k], self.base_denominator)
 
     def scene_array(self) -> np.ndarray:
-        """Scenes as int64 (N, P, 3): feature index, row, col per placement, padded with -1."""
+        """Scenes as int64 (N, P, 3): feature index, row, col per placement, padded with -1. In a
+        hierarchical task the index is into ``item_names`` (features first, so a feature keeps
+        its index) and a part's row is its anchor's."""
         P = max((len(s) for s in self.scenes), default=0)
         out = np.full((len(self.scenes), P, 3), -1, dtype=np.int64)
-        index = {n: k for k, n in enumerate(self.feature_names)}
+        index = {n: k for k, n in enumerate(self.item_names or self.feature_names)}
         for k, s in enumerate(self.scenes):
             for t, p in enumerate(s):
+                out[k, t] = (index[p.feature], p.row, p.col)
+        return out
+
+    def leaf_array(self) -> np.ndarray:
+        """Every feature placement of each scene (a part contributes its features) as int64
+        (N, Q, 3): feature index, row, col, sorted, padded with -1; rebuilds the base images."""
+        from cnnproof.constructions.scenes import _leaves
+
+        rows = [sorted(_leaves(s)) for s in self.scenes]
+        Q = max((len(r) for r in rows), default=0)
+        out = np.full((len(self.scenes), Q, 3), -1, dtype=np.int64)
+        index = {n: k for k, n in enumerate(self.feature_names)}
+        for k, r in enumerate(rows):
+            for t, p in enumerate(r):
                 out[k, t] = (index[p.feature], p.row, p.col)
         return out
 
@@ -352,7 +478,31 @@ class Dataset:
             "delta_denominator": np.array(self.delta.denominator, dtype=np.int64),
             "seed": np.array(self.seed, dtype=np.int64),
             "task_name": np.array(self.task_name),
+            **({"item_names": np.array(self.item_names, dtype=str),
+                "leaves": self.leaf_array(),
+                "scene_trees": np.array(self.scene_trees)} if self.item_names else {}),
         }
+
+
+def placement_tree(task: Task, p, offset: tuple[int, int] | None = None) -> dict:
+    """A placement as JSON-ready data: ``{"item", "at"}`` (its anchor), and for a part
+    ``"pieces"``, each piece's tree with ``"shift"``, its displacement from its nominal anchor
+    (the part's anchor plus the piece's offset), so that ``at = parent.at + offset + shift``."""
+    out: dict = {"item": p.feature, "at": [p.row, p.col]}
+    if offset is not None:
+        out["shift"] = [p.row - offset[0], p.col - offset[1]]
+    if p.pieces:
+        g = task.part(p.feature)
+        out["pieces"] = [placement_tree(task, q, (p.row + r, p.col + c)) for q, (_, r, c) in zip(p.pieces, g.pieces)]
+    return out
+
+
+def scene_trees_json(task: Task, scenes) -> str:
+    """The scenes of a dataset as one JSON string: a list (one per image) of lists of
+    :func:`placement_tree`."""
+    import json
+
+    return json.dumps([[placement_tree(task, p) for p in s] for s in scenes], separators=(",", ":"))
 
 
 def class_schedule(task: Task, n: int) -> list[int]:
@@ -419,6 +569,8 @@ def sample_dataset(task: Task, n: int, seed: int, noise: str = "random", progres
         noise=noise,
         delta=task.noise,
         seed=seed,
+        item_names=task.items if task.parts else (),
+        scene_trees=scene_trees_json(task, scenes) if task.parts else "",
     )
 
 
@@ -578,6 +730,8 @@ def contact_sheet(task: Task, ds: Dataset) -> "PIL.Image.Image":  # noqa: F821
              f"(delta = {format_rational(task.noise)}), seed {ds.seed}")
     legend = (f"black = {format_rational(task.levels[0])}, white = {format_rational(task.levels[-1])}"
               + (", channels side by side" if C > 1 else "") + "; ticks: row and column indices")
+    if task.parts:
+        legend += "; coloured boxes: placed parts (thick: the part's extent, thin: its features)"
     if not ds.in_class.all():
         legend += f"; {int((~ds.in_class).sum())} float32 images outside G_c (a level is not a float32)"
     tw = max(text_size(title, title_font)[0], text_size(legend, font)[0])
@@ -611,11 +765,38 @@ def contact_sheet(task: Task, ds: Dataset) -> "PIL.Image.Image":  # noqa: F821
             if C > 1:
                 label = channel_label(ch, W * sc + chan_gap - 2, draw, tfont)
                 draw.text((px, y0 - tick_t - chan_h + 1), label, fill=(0, 0, 0), font=tfont)
+        if task.parts:
+            for ch in range(C):
+                _mark_parts(draw, task, ds.scenes[k], x0 + 1 + ch * (W * sc + chan_gap), y0 + 1, sc)
         cap = captions[k]
         cw, _ = text_size(cap, font)
         colour = (0, 0, 0) if int(ds.true_labels[k]) == int(ds.labels[k]) else (200, 0, 0)
         draw.text((6 + c * cell_w + (cell_w - cw) // 2, y0 + img_h + 3), cap, fill=colour, font=font)
     return sheet
+
+
+PART_COLOURS = ((30, 144, 255), (255, 140, 0), (50, 205, 50), (220, 20, 160), (0, 200, 200), (160, 100, 255))
+
+
+def part_boxes(task: Task, scene: Scene) -> list[tuple[tuple[int, int, int, int], list[tuple[int, int, int, int]]]]:
+    """For each placed part of ``scene`` (top-level placements that are parts): its extent
+    ``(top, left, bottom, right)`` (exclusive) and its features' footprints ``(row, col, h, w)``:
+    what the contact sheet of a hierarchical task outlines."""
+    from cnnproof.constructions import parts as P
+
+    return [(P.extent(task, p), P.boxes(task, p)) for p in scene if p.pieces]
+
+
+def _mark_parts(draw, task: Task, scene: Scene, x: int, y: int, sc: int) -> None:
+    """Outline each placed part on an image whose pixel (0, 0) is at screen ``(x, y)``: its
+    extent thick, its features thin, one colour per part."""
+    thick = 2 if sc >= 8 else 1
+    for k, ((t, l, b, r), feats) in enumerate(part_boxes(task, scene)):
+        colour = PART_COLOURS[k % len(PART_COLOURS)]
+        for fr, fc, fh, fw in feats:
+            draw.rectangle((x + fc * sc + thick, y + fr * sc + thick, x + (fc + fw) * sc - 1 - thick,
+                            y + (fr + fh) * sc - 1 - thick), outline=colour, width=1)
+        draw.rectangle((x + l * sc, y + t * sc, x + r * sc - 1, y + b * sc - 1), outline=colour, width=thick)
 
 
 def png_bytes(task: Task, ds: Dataset) -> bytes:

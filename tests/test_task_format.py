@@ -27,6 +27,7 @@ BASE = {
     "pixels": "",
     "scene": "",
     "features": '[features.a]\ntemplate = "10"\n\n[features.b]\ntemplate = """\n1\n1\n"""',
+    "parts": "",
     "classes": '[classes.x]\nrequired = ["a"]\n\n[classes.y]\nrequired = ["b"]',
 }
 X_Y = '[classes.x]\nrequired = ["a"]\n\n[classes.y]\nrequired = ["b"]'
@@ -59,6 +60,16 @@ DUP_KEY = doc(canvas="[canvas]\nheight = 4\nheight = 5\nwidth = 4")
 DUP_FEATURE = doc(features=feat('"10"') + '\n\n[features.a]\ntemplate = "1"')
 DUP_CLASS = doc(classes=X_Y + '\n\n[classes.x]\nrequired = ["b"]')
 DUP_AT_END = doc().rstrip("\n") + '\n[classes.z]\nrequired = ["a"]\nrequired = ["b"]'  # no final newline
+
+
+def part(body: str, req: str = '"p"', extra: str = "") -> str:
+    """The base task with [parts] tables ``body``; class x requires ``req`` (a part), y requires b."""
+    return doc(parts=body, classes=f'[classes.x]\nrequired = [{req}]\n{extra}\n\n[classes.y]\nrequired = ["b"]')
+
+
+P_A = '[parts.p]\npieces = [{ item = "a", at = [0, 0] }]'  # a valid one-piece part
+
+
 
 
 # (rule number, id, TOML text, key named in the error, regex the reason must match)
@@ -213,6 +224,67 @@ CASES = [
     (51, "packing", doc(canvas="[canvas]\nheight = 5\nwidth = 5", features=feat('"""\n111\n1*1\n111\n"""'),
                         classes=cls_x("copies = 2")),
      "classes.x", r"has no scene: its required features \(2 copies of each of a, gap 0"),
+    # -- hierarchical tasks (parts, MODEL.md section 8): rules on shared keys ------------------
+    (3, "part", part(P_A + "\njiter = 1"), "parts.p.jiter", r"unknown key \(allowed: description, jitter, pieces\)"),
+    (3, "piece", part('[parts.p]\npieces = [{ item = "a", at = [0, 0], jitter = 1 }]'), "parts.p.pieces[0].jitter",
+     r"unknown key \(allowed: at, item\)"),
+    (6, "part", part(P_A + "\ndescription = 3"), "parts.p.description", r"must be a string, found an integer"),
+    (41, "not-a-piece", doc(features=feat('"10"') + '\n\n[features.c]\ntemplate = "11"',
+                            parts='[parts.p]\npieces = [{ item = "a", at = [0, 0] }, { item = "b", at = [1, 2] }]',
+                            classes=X_Y.replace('["a"]', '["p"]')),
+     "features.c", r"defined but used by no class \(neither required nor a distractor, nor a piece of a used part\)"),
+    (47, "part", part(P_A, req='"p", "ear"'), "classes.x.required[1]", r"undefined feature or part 'ear' \(defined: a, b, p\)"),
+    (51, "part-region", part('[parts.p]\npieces = [{ item = "a", at = [0, 0] }, { item = "a", at = [0, 2] }]', extra="region = [0, 1, 3, 3]"),
+     "classes.x", r"has no scene: its required features \(1 copy of each of p, gap 0, stride \[1, 1\], region \[0, 1, 3, 3\]\)"),
+    # -- 53-68: parts --------------------------------------------------------------------------
+    (53, "not-table", doc(top='name = "t"\nparts = 3'), "parts", r"must be a table of \[parts\.NAME\] tables, found an integer"),
+    (53, "part-not-table", doc(parts="[parts]\np = 3"), "parts.p", r"\[parts\.p\] must be a table, found an integer"),
+    (54, "space", part('[parts."p q"]\npieces = [{ item = "a", at = [0, 0] }]', req='"a"'), "parts.p q",
+     r"invalid name: part names must match"),
+    (54, "newline", part('[parts."p\\n"]\npieces = [{ item = "a", at = [0, 0] }]', req='"a"'), "parts.'p\\n'",
+     r"invalid name: part names must match"),
+    (55, "feature-name", part('[parts.a]\npieces = [{ item = "b", at = [0, 0] }]', req='"a"'), "parts.a",
+     r"'a' is already a feature; features and parts share one namespace"),
+    (56, "missing", part("[parts.p]\njitter = 1"), "parts.p.pieces", r"missing: a part needs pieces = "),
+    (56, "empty", part("[parts.p]\npieces = []"), "parts.p.pieces", r"must be a non-empty array of .* found \[\]"),
+    (56, "table", part('[parts.p]\npieces = { item = "a", at = [0, 0] }'), "parts.p.pieces", r"must be a non-empty array"),
+    (57, "int", part("[parts.p]\npieces = [3]"), "parts.p.pieces[0]", r"\[parts\.p\.pieces\[0\]\] must be a table, found an integer"),
+    (57, "extra-key", part('[parts.p]\npieces = [{ item = "a", at = [0, 0], shift = [1, 1] }]'), "parts.p.pieces[0].shift",
+     r"unknown key \(allowed: at, item\)"),
+    (58, "int", part('[parts.p]\npieces = [{ item = 3, at = [0, 0] }]'), "parts.p.pieces[0].item", r"missing or not a string"),
+    (58, "missing", part('[parts.p]\npieces = [{ at = [0, 0] }]'), "parts.p.pieces[0].item", r"missing or not a string"),
+    (59, "three", part('[parts.p]\npieces = [{ item = "a", at = [0, 0, 1] }]'), "parts.p.pieces[0].at",
+     r"must be \[row, col\], two integers, found \[0, 0, 1\]"),
+    (59, "float", part('[parts.p]\npieces = [{ item = "a", at = [0.0, 0] }]'), "parts.p.pieces[0].at", r"two integers, found \[0\.0, 0\]"),
+    (59, "bool", part('[parts.p]\npieces = [{ item = "a", at = [true, 0] }]'), "parts.p.pieces[0].at", r"two integers, found \[True, 0\]"),
+    (59, "missing", part('[parts.p]\npieces = [{ item = "a" }]'), "parts.p.pieces[0].at", r"two integers, found None"),
+    (60, "negative", part('[parts.p]\npieces = [{ item = "a", at = [0, 0] }, { item = "b", at = [-1, 3] }]'), "parts.p.pieces[1].at",
+     r"negative offset \[-1, 3\]: offsets are measured from the part's anchor"),
+    (61, "outside", part('[parts.p]\npieces = [{ item = "a", at = [0, 4] }]'), "parts.p.pieces[0].at",
+     r"offset \[0, 4\] lies outside the 4x4 canvas"),
+    (62, "float", part(P_A + "\njitter = 1.0"), "parts.p.jitter", r"must be an integer, found 1\.0 \(a float\)"),
+    (62, "bool", part(P_A + "\njitter = true"), "parts.p.jitter", r"must be an integer, found True \(a boolean\)"),
+    (62, "string", part(P_A + '\njitter = "1"'), "parts.p.jitter", r"must be an integer, found '1'"),
+    (62, "negative", part(P_A + "\njitter = -1"), "parts.p.jitter", r"must be >= 0, found -1"),
+    (62, "huge", part(P_A + "\njitter = 17"), "parts.p.jitter", r"must be <= 16, found 17"),
+    (63, "undefined", part('[parts.p]\npieces = [{ item = "ear", at = [0, 0] }]'), "parts.p.pieces[0].item",
+     r"undefined item 'ear' \(features: a, b; parts: p\)"),
+    (64, "self", part('[parts.p]\npieces = [{ item = "p", at = [0, 0] }]'), "parts.p.pieces", r"cycle: p -> p \(a part cannot contain itself\)"),
+    (64, "two", part('[parts.p]\npieces = [{ item = "q", at = [0, 0] }]\n\n[parts.q]\npieces = [{ item = "p", at = [0, 1] }]'),
+     "parts.p.pieces", r"cycle: p -> q -> p"),
+    (65, "overlap", part('[parts.p]\npieces = [{ item = "a", at = [0, 0] }, { item = "a", at = [0, 1] }]'), "parts.p",
+     r"its pieces cannot be placed without overlap at any displacement"),
+    # the overlap comes through nesting: q's bar and p's own bar, both rigid
+    (65, "nested", part('[parts.q]\npieces = [{ item = "a", at = [0, 0] }]\n\n'
+                        '[parts.p]\npieces = [{ item = "q", at = [0, 0] }, { item = "a", at = [0, 1] }]', req='"p"'),
+     "parts.p", r"its pieces cannot be placed without overlap"),
+    (66, "too-wide", part('[parts.p]\npieces = [{ item = "a", at = [0, 0] }, { item = "a", at = [0, 3] }]'), "parts.p",
+     r"cannot fit on the 4x4 canvas at any displacement of its pieces"),
+    (66, "nested", part('[parts.q]\npieces = [{ item = "a", at = [0, 0] }, { item = "a", at = [0, 2] }]\n\n'
+                        '[parts.p]\npieces = [{ item = "b", at = [0, 0] }, { item = "q", at = [0, 1] }]'),
+     "parts.p", r"cannot fit on the 4x4 canvas at any displacement of its pieces"),
+    (68, "unused", part(P_A, req='"a"'), "parts.p",
+     r"defined but used by no class \(neither required nor a distractor, nor a piece of a used part\)"),
 ]
 
 
@@ -331,7 +403,7 @@ def _doc_rules() -> dict[int, str]:
 def test_every_documented_rule_is_tested():
     documented = _doc_rules()
     assert sorted(documented) == list(range(1, len(documented) + 1)), "rules are numbered 1..N"
-    tested = {r for r, *_ in CASES} | {1, 52}
+    tested = {r for r, *_ in CASES} | {1, 52, 67}
     assert tested == set(documented), f"untested: {set(documented) - tested}, undocumented: {tested - set(documented)}"
 
 
@@ -372,4 +444,108 @@ def test_doc_example_is_well_posed():
 
     t = task_from_toml(_doc_example(), source="task-format.md")
     v = prove(t, None, Question("wellposed"), method="auto", timeout=120)
+    assert isinstance(v, Proved), v
+
+
+# -- parts (MODEL.md section 8) ----------------------------------------------------------------
+
+
+def test_rule67_parts_search_budget(monkeypatch):
+    """Rule 67: when the search for a disjoint (or fitting) layout of a part runs out of budget,
+    the task is refused, not guessed valid."""
+    from cnnproof.constructions import parts as P
+
+    text = part('[parts.p]\npieces = [{ item = "a", at = [0, 0] }, { item = "b", at = [1, 2] }]')
+    task_from_toml(text, source="t.toml")  # valid with the real search
+    monkeypatch.setattr(P, "placeable", lambda task, name, height=None, width=None, budget=0: None)
+    with pytest.raises(InputError) as ei:
+        task_from_toml(text, source="t.toml")
+    assert ei.value.key == "parts.p"
+    assert "could not decide within the search budget whether its pieces can be placed" in ei.value.reason
+    # the first search (disjointness) succeeds, the second (fits on the canvas) runs out
+    monkeypatch.setattr(P, "placeable", lambda task, name, height=None, width=None, budget=0: None if height else True)
+    with pytest.raises(InputError) as ei:
+        task_from_toml(text, source="t.toml")
+    assert ei.value.key == "parts.p" and "whether it fits on the canvas" in ei.value.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # the same item twice, and a piece whose offset is not the part's top-left corner
+        pytest.param(part('[parts.p]\npieces = [{ item = "b", at = [0, 1] }, { item = "b", at = [0, 3] }]', req='"p", "a"'),
+                     id="repeated-piece"),
+        # the pieces overlap at displacement 0 but not at every displacement: a valid part
+        pytest.param(part('[parts.p]\npieces = [{ item = "a", at = [0, 0] }, { item = "a", at = [0, 1] }]\njitter = 1'),
+                     id="overlap-at-nominal-only"),
+        # touching pieces: allowed inside a placement even with gap 1 between items
+        pytest.param(part('[parts.p]\npieces = [{ item = "a", at = [0, 0] }, { item = "b", at = [0, 2] }]', extra="gap = 1"),
+                     id="touching-pieces-with-gap"),
+        # a part as a distractor, and a feature used only as a piece
+        pytest.param(doc(features=feat('"10"') + '\n\n[features.c]\ntemplate = "11"',
+                         parts='[parts.p]\npieces = [{ item = "c", at = [0, 0] }]',
+                         classes=cls_x('distractors = ["p"]\nmax_distractors = 1')), id="part-distractor"),
+    ],
+)
+def test_parts_accepted_on_purpose(text):
+    task_from_toml(text, source="t.toml")
+
+
+def test_part_anchor_may_be_negative():
+    """Reading: a part's anchor may be negative as long as its features lie inside the canvas.
+    The only piece is at offset (1, 1) with jitter 1: displaced by (-1, -1), it lies in row and
+    column 0 when the part's anchor is (-2, -2)."""
+    from cnnproof.constructions.scenes import enumerate_scenes
+
+    t = task_from_toml(part('[parts.p]\npieces = [{ item = "a", at = [1, 1] }]\njitter = 1'), source="t.toml")
+    anchors = {(s[0].row, s[0].col) for s in enumerate_scenes(t, t.classes[0])}
+    assert min(r for r, _ in anchors) == -2 and min(c for _, c in anchors) == -2
+    # every feature of every placement lies inside the canvas
+    for s in enumerate_scenes(t, t.classes[0]):
+        (leaf,) = s[0].pieces
+        assert 0 <= leaf.row <= 3 and 0 <= leaf.col <= 2
+
+
+def _doc_hier_example() -> str:
+    text = _doc_text().split("## A complete hierarchical example", 1)[1]
+    m = re.search(r"```toml\n(.*?)```", text, re.S)
+    assert m, "docs/task-format.md has no ```toml hierarchical example"
+    return m.group(1)
+
+
+def test_doc_hierarchical_example_loads():
+    t = task_from_toml(_doc_hier_example(), source="task-format.md")
+    assert t.name == "faces_h" and (t.channels, t.height, t.width) == (1, 10, 10)
+    assert t.hierarchical and [f.name for f in t.features] == ["eye", "mouth", "nose"]
+    assert [g.name for g in t.parts] == ["eyes", "face"]
+    eyes, face = t.parts
+    assert eyes.pieces == (("eye", 0, 0), ("eye", 0, 4)) and eyes.jitter == 1
+    assert face.pieces == (("eyes", 0, 0), ("mouth", 5, 1)) and face.jitter == 0  # jitter omitted: 0
+    assert t.is_part("eyes") and not t.is_part("eye")
+    assert (t.level("eye"), t.level("eyes"), t.level("face")) == (1, 2, 3)  # face has a nested part
+    assert t.items == ("eye", "mouth", "nose", "eyes", "face")
+    fc, nose = t.classes
+    assert fc.required == ("face",) and fc.gap == 1
+    assert nose.required == ("nose",) and nose.distractors == ("eyes",) and nose.max_distractors == 1
+    # the numbers the docs state under the example
+    from cnnproof.constructions.parts import Variants
+
+    V = Variants(t)
+    assert len(V.of("eyes")) == (2 * 1 + 1) ** (2 * 2) == 81 and len(V.of("face")) == 81
+
+
+def test_doc_hierarchical_example_uses_every_part_key():
+    data = tomllib.loads(_doc_hier_example())
+    assert set().union(*(set(g) for g in data["parts"].values())) == task_mod._PART_KEYS
+    assert set().union(*(set(pc) for g in data["parts"].values() for pc in g["pieces"])) == task_mod._PIECE_KEYS
+
+
+@pytest.mark.slow
+def test_doc_hierarchical_example_is_well_posed():
+    """The docs say check-task proves the hierarchical example well-posed (about 15 s)."""
+    from cnnproof.verifier.outcome import Proved, Question
+    from cnnproof.verifier.prove import prove
+
+    t = task_from_toml(_doc_hier_example(), source="task-format.md")
+    v = prove(t, None, Question("wellposed"), method="auto", timeout=300)
     assert isinstance(v, Proved), v
