@@ -30,8 +30,10 @@ from cnnproof.verifier.network import (
     Conv2d,
     Dense,
     Flatten,
+    GeneralConv2d,
     GlobalMaxPool,
     Layer,
+    MaxPool,
     Network,
     Parallel,
     ReLU,
@@ -124,7 +126,10 @@ def uses_two_level_detectors(task: Task) -> bool:
 
 
 def build_network(task: Task) -> Network:
-    """The paper's network for ``task`` (valid whether or not the task is well-posed)."""
+    """The paper's network for ``task`` (valid whether or not the task is well-posed); for a
+    task with parts, the deep construction of MODEL.md section 8 (:func:`deep_network`)."""
+    if task.parts:
+        return deep_network(task)
     groups = _groups(task)
     trunk: list[Layer] = []
     index = None
@@ -157,3 +162,91 @@ def build_network(task: Task) -> Network:
         task.class_names,
         tuple(f.name for f in order),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The deep construction (MODEL.md section 8; docs/deep-construction.md)
+# ---------------------------------------------------------------------------------------------
+
+
+def presence_grid(task: Task) -> tuple[int, int, int, int]:
+    """(R0, C0, R1, C1): the anchors every presence map of the deep network covers (inclusive).
+    The union of every item's possible anchors and of the jitter-window centres each part's unit
+    reads (a piece's anchor plus its offset, before the displacement: up to ``j`` outside the
+    piece's own anchors), so that nothing the network needs falls in the zero padding."""
+    from cnnproof.verifier.levels import anchor_ranges
+
+    rng = dict(anchor_ranges(task))
+    boxes = [r for r in rng.values() if r[0] <= r[2] and r[1] <= r[3]]
+    for g in task.parts:
+        r0, c0, r1, c1 = rng[g.name]
+        if r0 <= r1 and c0 <= c1:
+            boxes += [(r0 + dr, c0 + dc, r1 + dr, c1 + dc) for _, dr, dc in g.pieces]
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _identity(C: int, pads=(0, 0, 0, 0)) -> GeneralConv2d:
+    W = _zeros((C, C, 1, 1))
+    for k in range(C):
+        W[k, k, 0, 0] = Fraction(1)
+    w = fraction_array(list(W.ravel()), W.shape)
+    b = fraction_array([Fraction(0)] * C, (C,))
+    return GeneralConv2d(w, b, pads=tuple(pads))
+
+
+def deep_network(task: Task) -> Network:
+    """Presence maps of every item on one grid of anchors (:func:`presence_grid`), level by
+    level, then global max pooling and the AND head.
+
+    Level 1: section 5's detector bank (a branch per feature size), each map zero-padded onto
+    the grid by a 1x1 identity convolution. Level L >= 2: a parallel layer whose first branch
+    carries every channel (1x1 identity), and per jitter j of the level's parts a branch
+    MaxPool(2j+1, stride 1, pads j) -> the parts' AND units (a convolution with weight 1 at
+    each piece's offset in its item's channel, bias -(n - 1), zero padding bottom and right so
+    the grid is kept) -> ReLU. Channel order: the features by size group, then each level's
+    parts by jitter (``Network.channel_names`` names every channel's item)."""
+    R0, C0, R1, C1 = presence_grid(task)
+    GH, GW = R1 - R0 + 1, C1 - C0 + 1
+    trunk: list[Layer] = []
+    index = None
+    if not uses_two_level_detectors(task):
+        trunk, index = _trunk(task)
+    branches, chans = [], []
+    for size, feats in _groups(task):
+        det = _two_level_detectors(task, feats, size) if index is None else _general_detectors(task, feats, size, index)
+        h, w = size
+        top, left = -R0, -C0
+        pads = (top, left, GH - (task.height - h + 1) - top, GW - (task.width - w + 1) - left)
+        branches.append((det, ReLU(), _identity(len(feats), pads)))
+        chans += [f.name for f in feats]
+    layers: list[Layer] = trunk + [Parallel(tuple(branches))]
+    top_level = max(task.level(g.name) for g in task.parts)
+    for L in range(2, top_level + 1):
+        C = len(chans)
+        level_branches: list = [(_identity(C),)]
+        new = []
+        for j in sorted({g.jitter for g in task.parts if task.level(g.name) == L}):
+            gs = [g for g in task.parts if task.level(g.name) == L and g.jitter == j]
+            KH = 1 + max(r for g in gs for _, r, _ in g.pieces)
+            KW = 1 + max(c for g in gs for _, _, c in g.pieces)
+            W = _zeros((len(gs), C, KH, KW))
+            for o, g in enumerate(gs):
+                for n, r, c in set(g.pieces):  # a piece listed twice is one condition
+                    W[o, chans.index(n), r, c] = Fraction(1)
+            bias = [Fraction(1 - len(set(g.pieces))) for g in gs]
+            and_units = GeneralConv2d(fraction_array(list(W.ravel()), W.shape), fraction_array(bias, (len(gs),)),
+                                      pads=(0, 0, KH - 1, KW - 1))
+            level_branches.append((MaxPool((2 * j + 1, 2 * j + 1), (1, 1), (j, j, j, j)), and_units, ReLU()))
+            new += [g.name for g in gs]
+        layers.append(Parallel(tuple(level_branches)))
+        chans += new
+    K, F = len(task.classes), len(chans)
+    Wh = _zeros((K, F))
+    bh = []
+    for c, cls in enumerate(task.classes):
+        for name in cls.required:
+            Wh[c, chans.index(name)] = Fraction(1)
+        bh.append(Fraction(1 - len(cls.required)))
+    head = Dense(fraction_array(list(Wh.ravel()), (K, F)), fraction_array(bh, (K,)))
+    layers += [GlobalMaxPool(), Flatten(), head, ReLU()]
+    return Network((task.channels, task.height, task.width), tuple(layers), task.class_names, tuple(chans))
