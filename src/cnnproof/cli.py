@@ -515,8 +515,13 @@ def cmd_build(task, args) -> int:
         save_network(net, args.output)  # atomic: no partial file is left on failure
     except OSError as e:
         raise InputError(args.output, None, f"cannot write the network: {e.strerror or e}") from None
-    print(f"wrote {args.output}: the paper's network for task {task.name} "
-          f"({len(task.features)} detectors, {len(task.classes)} classes)")
+    if task.parts:
+        levels = max(task.level(g.name) for g in task.parts)
+        print(f"wrote {args.output}: the deep network for task {task.name} ({len(task.features)} detectors, "
+              f"{len(task.parts)} part units over {levels} levels, {len(task.classes)} classes)")
+    else:
+        print(f"wrote {args.output}: the paper's network for task {task.name} "
+              f"({len(task.features)} detectors, {len(task.classes)} classes)")
     return EXIT_PROVED
 
 
