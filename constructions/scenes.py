@@ -110,36 +110,55 @@ def _slots(task: Task, cls: ClassSpec, extra: Sequence[str]) -> list[str]:
     return req + list(extra)
 
 
-def part_candidates(task: Task, cls: ClassSpec, name: str, V=None) -> list[tuple[Placement, list]]:
-    """Every placement of item ``name`` in a scene of ``cls`` with its leaf footprints: each
-    variant (parts.py) at every anchor allowed by the class's stride and region (about the
-    item's anchor, which for a part may lie outside the canvas) whose leaves all lie inside the
-    canvas. Row-major in the anchor, then in the variant."""
-    from cnnproof.constructions import parts as P
+class ItemCandidates:
+    """Every placement of one item in a scene of a class, as a lazy sequence (a part can have
+    tens of thousands of variants at each of hundreds of anchors): candidate ``k`` is a variant
+    (parts.py) at an anchor allowed by the class's stride and region (about the item's anchor,
+    which for a part may lie outside the canvas) with every leaf inside the canvas.
+    ``boxes(k)``: its leaf footprints (row, col, h, w); ``placement(k)``: the placement tree."""
 
-    V = V or P.Variants(task)
-    r, q = cls.anchors.stride
-    out = []
-    per = []
-    for v in V.of(name):
-        t, l, b, rr = P.extent(task, v)
-        per.append((v, P.boxes(task, v), range(-t, task.height - b + 1), range(-l, task.width - rr + 1)))
-    rows = sorted({i for _, _, R, _ in per for i in R})
-    cols = sorted({j for _, _, _, C in per for j in C})
-    for i in rows:
-        if i % r:
-            continue
-        for j in cols:
-            if j % q:
-                continue
-            if cls.anchors.region is not None:
-                r0, c0, r1, c1 = cls.anchors.region
-                if not (r0 <= i <= r1 and c0 <= j <= c1):
-                    continue
-            for v, bx, R, C in per:
-                if i in R and j in C:
-                    out.append((P.shifted(v, i, j), [(a + i, b + j, h, w) for a, b, h, w in bx]))
-    return out
+    def __init__(self, task: Task, cls: ClassSpec, name: str, V=None):
+        from cnnproof.constructions import parts as P
+
+        V = V or P.Variants(task)
+        (r, q), rg = cls.anchors.stride, cls.anchors.region
+        self.per, self.starts, n = [], [], 0
+        for v in V.of(name):
+            t, l, b, rr = P.extent(task, v)
+            rows = [i for i in range(-t, task.height - b + 1) if i % r == 0 and (rg is None or rg[0] <= i <= rg[2])]
+            cols = [j for j in range(-l, task.width - rr + 1) if j % q == 0 and (rg is None or rg[1] <= j <= rg[3])]
+            if rows and cols:
+                self.per.append((v, P.boxes(task, v), rows, cols))
+                self.starts.append(n)
+                n += len(rows) * len(cols)
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _locate(self, k: int):
+        import bisect
+
+        if not 0 <= k < self.n:
+            raise IndexError(k)
+        x = bisect.bisect_right(self.starts, k) - 1
+        v, bx, rows, cols = self.per[x]
+        a, b = divmod(k - self.starts[x], len(cols))
+        return v, bx, rows[a], cols[b]
+
+    def boxes(self, k: int) -> list:
+        _, bx, i, j = self._locate(k)
+        return [(a + i, b + j, h, w) for a, b, h, w in bx]
+
+    def placement(self, k: int) -> Placement:
+        from cnnproof.constructions.parts import shifted
+
+        v, _, i, j = self._locate(k)
+        return shifted(v, i, j)
+
+
+def part_candidates(task: Task, cls: ClassSpec, name: str, V=None) -> ItemCandidates:
+    return ItemCandidates(task, cls, name, V)
 
 
 def _items_apart(bx1: list, bx2: list, gap: int) -> bool:
@@ -159,12 +178,12 @@ def _place_items(task: Task, cls: ClassSpec, slots: list[str]) -> Iterator[Scene
 
     def rec(k: int) -> Iterator[Scene]:
         if k == n:
-            yield tuple(sorted(cands[slots[t]][chosen[t]][0] for t in range(n)))
+            yield tuple(sorted(cands[slots[t]].placement(chosen[t]) for t in range(n)))
             return
         start = chosen[k - 1] + 1 if k > 0 and slots[k] == slots[k - 1] else 0
         cs = cands[slots[k]]
         for idx in range(start, len(cs)):
-            bx = cs[idx][1]
+            bx = cs.boxes(idx)
             if all(_items_apart(bx, o, cls.gap) for o in placed):
                 placed.append(bx)
                 chosen.append(idx)
@@ -235,8 +254,11 @@ def find_scene(task: Task, cls: ClassSpec, budget: int = 2_000_000) -> Scene | N
     Raises SearchBudgetExceeded when the backtracking search visits more than ``budget`` nodes.
     """
     slots = _slots(task, cls, ())
-    if task.parts:
-        return _find_items(task, cls, slots, budget)
+    if task.parts:  # one exact z3 query (enumerating every variant at every anchor is too slow)
+        from cnnproof.verifier.checker.scenes import cooccur
+
+        found = cooccur(task, cls, [])
+        return None if found is None else scene_from_json(found)
     # place the largest features first: failures show up early
     feats = sorted((task.feature(n) for n in slots), key=lambda f: -f.height * f.width)
     anchors = [anchors_for(task, cls, f) for f in feats]
@@ -279,12 +301,12 @@ def _find_items(task: Task, cls: ClassSpec, slots: list[str], budget: int, rng: 
 
     V = P.Variants(task)
     slots = sorted(slots)
-    cands = {}
+    cands, order = {}, {}
     for n in set(slots):
-        c = part_candidates(task, cls, n, V)
+        cands[n] = part_candidates(task, cls, n, V)
+        order[n] = list(range(len(cands[n])))
         if rng is not None:
-            rng.shuffle(c)
-        cands[n] = c
+            rng.shuffle(order[n])
     visited = 0
     chosen: list = []
     placed: list = []
@@ -293,16 +315,17 @@ def _find_items(task: Task, cls: ClassSpec, slots: list[str], budget: int, rng: 
         nonlocal visited
         if k == len(slots):
             return True
-        cs = cands[slots[k]]
+        cs, od = cands[slots[k]], order[slots[k]]
         start = chosen[k - 1] + 1 if k > 0 and slots[k] == slots[k - 1] else 0
-        for idx in range(start, len(cs)):
+        for pos in range(start, len(cs)):
+            idx = od[pos]
             visited += 1
             if visited > budget:
                 raise SearchBudgetExceeded(f"more than {budget} search nodes")
-            bx = cs[idx][1]
+            bx = cs.boxes(idx)
             if all(_items_apart(bx, o, cls.gap) for o in placed):
                 placed.append(bx)
-                chosen.append(idx)
+                chosen.append(pos)
                 if rec(k + 1):
                     return True
                 placed.pop()
@@ -311,7 +334,7 @@ def _find_items(task: Task, cls: ClassSpec, slots: list[str], budget: int, rng: 
 
     if not rec(0):
         return None
-    return tuple(sorted(cands[slots[k]][chosen[k]][0] for k in range(len(slots))))
+    return tuple(sorted(cands[slots[k]].placement(order[slots[k]][chosen[k]]) for k in range(len(slots))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,7 +435,8 @@ def _sample_items(task: Task, cls: ClassSpec, slots: list[str], rng: random.Rand
         placed: list = []
         chosen: list = []
         for n in slots:
-            p, bx = cands[n][rng.randrange(len(cands[n]))]
+            k = rng.randrange(len(cands[n]))
+            p, bx = cands[n].placement(k), cands[n].boxes(k)
             if p in chosen or not all(_items_apart(bx, o, cls.gap) for o in placed):
                 break
             placed.append(bx)
@@ -442,6 +466,14 @@ def placement_json(p: Placement) -> list:
     if p.pieces:
         out.append([placement_json(q) for q in p.pieces])
     return out
+
+
+def scene_from_json(nested) -> Scene:
+    """The scene of :func:`placement_json` lists ([item, row, col(, [pieces])])."""
+    def one(t) -> Placement:
+        return Placement(t[0], t[1], t[2], tuple(one(k) for k in (t[3] if len(t) > 3 else ())))
+
+    return tuple(sorted(one(t) for t in nested))
 
 
 def scene_text(scene: Scene) -> str:

@@ -48,11 +48,9 @@ def _flat_view(task: Task, cls: ClassSpec) -> tuple[Task, ClassSpec]:
 
 def scene_of(nested) -> Scene:
     """A scene from ``checker.scenes.cooccur``'s nested [item, row, col, [pieces]] lists."""
-    def one(t) -> Placement:
-        n, r, c, kids = t
-        return Placement(n, r, c, tuple(one(k) for k in kids))
+    from cnnproof.constructions.scenes import scene_from_json
 
-    return tuple(sorted(one(t) for t in nested))
+    return scene_from_json(nested)
 
 
 class ItemFacts:
