@@ -163,12 +163,18 @@ def _rename(v: Verdict, method: str) -> Verdict:
 
 def _hierarchical(task, net, q, method, deadline, progress, route) -> Verdict:
     """Hierarchical tasks (MODEL.md section 8): the compositional method (item scene lemmas, and
-    for zero error the level lemmas of a deep network), else exhaustive enumeration."""
+    for zero error the level lemmas of a deep network), else exhaustive enumeration; ``smt`` on
+    request (placement trees with Int anchors and displacements)."""
     from cnnproof.verifier import compositional, exhaustive
 
+    if method == "smt":
+        from cnnproof.verifier import smt
+
+        route[0] = "smt"
+        return smt.prove(task, net, q, deadline=deadline, progress=progress)
     if method not in ("auto", "exhaustive", "compositional"):
         raise NotApplicable(f"--method {method} does not support hierarchical tasks ([parts]) yet; "
-                            "use --method compositional, exhaustive or auto")
+                            "use --method compositional, exhaustive, smt or auto")
     if method in ("auto", "compositional"):
         route[0] = "auto/compositional" if method == "auto" else method
         if progress:

@@ -20,6 +20,12 @@ Encoding for class c (MODEL.md section 3):
   well-posedness: some other class whose required features all appear (as an Or over every
   anchor of an And over the support cells) in the base image.
 
+Tasks with parts (MODEL.md section 8) use the placement trees of ``checker.scenes.scene_model``
+instead of Booleans: each slot's anchor and each piece's displacement is an Int variable, a base
+pixel is ``background + Σ If(leaf at (R, C), T - background, 0)`` over the leaves that can cover
+it; well-posedness asks ``cooccur`` once per pair of classes (items occur recursively, also by
+accident).
+
 Numbers enter z3 only as exact numerator/denominator pairs (``z3.Q``) and are read back with
 ``as_fraction()``.
 """
@@ -34,7 +40,7 @@ from typing import Callable, Iterable
 import numpy as np
 import z3
 
-from cnnproof.constructions.scenes import Placement, _separated, anchors_for
+from cnnproof.constructions.scenes import Placement, _separated, anchors_for, scene_from_json
 from cnnproof.constructions.task import ClassSpec, Task
 from cnnproof.verifier.network import (
     Affine,
@@ -50,6 +56,7 @@ from cnnproof.verifier.network import (
 )
 from cnnproof.verifier.deadline import DeadlineExceeded, alarm, check, solve
 from cnnproof.verifier.outcome import Counterexample, Proved, Question, Refuted, Unknown, Verdict
+from cnnproof.verifier.checker.scenes import cooccur, scene_model, scene_of_model
 from cnnproof.verifier.recheck import confirm, witness_for, worst_other
 
 
@@ -359,13 +366,23 @@ def _prove(task: Task, net: Network | None, q: Question, deadline: float | None,
             progress(f"smt: class {cls.name} ({c + 1}/{len(task.classes)}): encoding")
         s = z3.Solver()
         tc = time.perf_counter()
-        cands = _scene_constraints(task, cls, s, f"c{c}")
-        base = _base_pixels(task, cands)
+        enc = Encoder(s)
+        if task.parts:  # placement trees (section 8): anchors and displacements are Int variables
+            if q.theorem == "wellposed":
+                v = _items_wellposed(task, q, c, details, tc)
+                if v is not None:
+                    return v
+                continue
+            slots, base = _item_base_pixels(task, cls, s, enc)
+            decode = lambda m, slots=slots: scene_from_json(scene_of_model(m, slots))  # noqa: E731
+        else:
+            cands = _scene_constraints(task, cls, s, f"c{c}")
+            base = _base_pixels(task, cands)
+            decode = lambda m, cands=cands: _decode(task, m, cands)  # noqa: E731
         if q.theorem == "wellposed":
             _wellposed_goal(task, c, base, s)
             noise_atoms = None
         else:
-            enc = Encoder(s)
             noise_atoms = np.empty(base.shape, dtype=object)
             x = np.empty(base.shape, dtype=object)
             for idx in np.ndindex(base.shape):
@@ -401,11 +418,11 @@ def _prove(task: Task, net: Network | None, q: Question, deadline: float | None,
         if progress:
             progress(f"smt: class {cls.name} ({c + 1}/{len(task.classes)}): solving")
 
-        def extract(m, cands=cands, noise_atoms=noise_atoms):  # runs where z3 ran (maybe a child)
+        def extract(m, decode=decode, noise_atoms=noise_atoms):  # runs where z3 ran (maybe a child)
             noise = None
             if noise_atoms is not None and task.noise:
                 noise = {idx: _value(m, noise_atoms[idx].term) for idx in np.ndindex(noise_atoms.shape)}
-            return _decode(task, m, cands), noise
+            return decode(m), noise
 
         r, payload, why = solve(s, deadline, extract)
         details["classes"][cls.name] = {"result": r, "seconds": time.perf_counter() - tc}
@@ -438,6 +455,58 @@ def _prove(task: Task, net: Network | None, q: Question, deadline: float | None,
         return Refuted("smt", confirm(task, net, q, cex), details)
     details["seconds"] = time.perf_counter() - t0
     return Proved("smt", None, details)
+
+
+def _item_base_pixels(task: Task, cls: ClassSpec, s: z3.Solver, enc: Encoder):
+    """The base image of a scene of ``cls`` with parts: the slots of ``scene_model`` and one
+    pixel atom per cell a leaf can cover, ``background + Σ If(leaf at (R, C), T - background, 0)``
+    (leaves never overlap, so at most one term is non-zero)."""
+    slots, placed = scene_model(task, cls, s)
+    bg, H, W = task.background, task.height, task.width
+    terms: dict[tuple[int, int, int], list] = {}
+    for on, (fname, R, C, h, w), _ in placed:
+        for ch, a, b, v in task.feature(fname).support():
+            if v == bg:
+                continue
+            for i in range(a, H - h + 1 + a):
+                for j in range(b, W - w + 1 + b):
+                    terms.setdefault((ch, i, j), []).append((v, z3.And(on, R == i - a, C == j - b)))
+    base = np.empty((task.channels, H, W), dtype=object)
+    for idx in np.ndindex(base.shape):
+        ts = terms.get(idx)
+        if not ts:
+            base[idx] = Lin(bg)
+            continue
+        values = sorted({bg} | {v for v, _ in ts})
+        pv = enc.fresh(values[0], values[-1], "px")
+        s.add(pv.term == Q(bg) + z3.Sum([z3.If(at, Q(v - bg), Q(0)) for v, at in ts]))
+        s.add(z3.Or([pv.term == Q(v) for v in values]))
+        base[idx] = Lin.atom(pv)
+    return slots, base
+
+
+def _items_wellposed(task: Task, q: Question, c: int, details: dict, t0: float) -> Verdict | None:
+    """Well-posedness for class c of a task with parts: one exact query per other class, "a scene
+    of c whose base image contains every item of c'" (``cooccur``); a Refuted verdict or None."""
+    from cnnproof.verifier.levels import _present
+
+    cls = task.classes[c]
+    for o, other in enumerate(task.classes):
+        if o == c:
+            continue
+        found = cooccur(task, cls, list(other.required))
+        if found is not None:
+            scene = scene_from_json(found)
+            from cnnproof.constructions.scenes import base_image
+
+            w = witness_for(task, c, scene, base_image(task, scene), _present(task, scene))
+            if w is None:
+                from cnnproof.verifier.errors import SoundnessError
+
+                raise SoundnessError(f"smt: the scene {scene} of class {cls.name} completes no other class")
+            return Refuted("smt", confirm(task, None, q, w), details)
+    details["classes"][cls.name] = {"result": "unsat", "seconds": time.perf_counter() - t0}
+    return None
 
 
 def _wellposed_goal(task: Task, c: int, base: np.ndarray, s: z3.Solver) -> None:

@@ -121,18 +121,12 @@ def _apart(a, b, gap: int):
     return z3.Or(a[1] + a[3] + gap <= b[1], b[1] + b[3] + gap <= a[1], a[2] + a[4] + gap <= b[2], b[2] + b[4] + gap <= a[2])
 
 
-def cooccur(task: Task, cls: ClassSpec, goals: list[str]):
-    """A scene of ``cls`` whose base image contains every goal item, as nested
-    [item, row, col, [pieces]] lists, or None when there is none (decided exactly by one z3
-    query). Flat tasks are posed on the frame of :func:`bounded_canvas`; tasks with parts on
-    the canvas itself."""
-    if task.parts:
-        dr, dc, H, W = 0, 0, task.height, task.width
-    else:
-        dr, dc, H, W = bounded_canvas(task, cls, goals)  # anchors below are frame coordinates
-    bg = task.background
+def scene_model(task: Task, cls: ClassSpec, s, dr: int = 0, dc: int = 0, H: int | None = None, W: int | None = None):
+    """Add to solver ``s`` the constraints of a scene of ``cls`` (section 3, placement trees of
+    section 8) on an H x W frame at offset (dr, dc); returns the slots [(selector, tree)] and the
+    leaf footprints [(selector, (feature, R, C, h, w), slot)]."""
+    H, W = task.height if H is None else H, task.width if W is None else W
     feats = {f.name: f for f in task.features}
-    s = z3.Solver()
     cons: list = []
     slots = []  # per slot: [(selector, placement tree)]
     k = 0
@@ -176,6 +170,22 @@ def cooccur(task: Task, cls: ClassSpec, goals: list[str]):
             (oi, a, si), (oj, b, sj) = placed[i], placed[j]
             if si != sj:
                 s.add(z3.Implies(z3.And(oi, oj), _apart(a, b, cls.gap)))
+    return slots, placed
+
+
+def cooccur(task: Task, cls: ClassSpec, goals: list[str]):
+    """A scene of ``cls`` whose base image contains every goal item, as nested
+    [item, row, col, [pieces]] lists, or None when there is none (decided exactly by one z3
+    query). Flat tasks are posed on the frame of :func:`bounded_canvas`; tasks with parts on
+    the canvas itself."""
+    if task.parts:
+        dr, dc, H, W = 0, 0, task.height, task.width
+    else:
+        dr, dc, H, W = bounded_canvas(task, cls, goals)  # anchors below are frame coordinates
+    bg = task.background
+    feats = {f.name: f for f in task.features}
+    s = z3.Solver()
+    slots, placed = scene_model(task, cls, s, dr, dc, H, W)
     gcons: list = []
     for gi, gname in enumerate(goals):
         t = _tree(task, gname, z3.Int(f"u{gi}"), z3.Int(f"v{gi}"), f"g{gi}", gcons)
@@ -200,7 +210,11 @@ def cooccur(task: Task, cls: ClassSpec, goals: list[str]):
         raise RuntimeError(f"z3 answered unknown: {s.reason_unknown()}")
     if r == z3.unsat:
         return None
-    m = s.model()
+    return scene_of_model(s.model(), slots, dr, dc)
+
+
+def scene_of_model(m, slots, dr: int = 0, dc: int = 0) -> list:
+    """The scene a model of :func:`scene_model` places, as nested [item, row, col, [pieces]]."""
     val = lambda x: m.eval(x, model_completion=True)  # noqa: E731
     out = lambda t: [t[0], val(t[1]).as_long() + dr, val(t[2]).as_long() + dc, [out(x) for x in t[3]]]  # noqa: E731
     return [out(t) for opts in slots for on, t in opts if z3.is_true(val(on))]
