@@ -60,7 +60,9 @@ def load_net_arg(task, args) -> LoadedNet:
     if not args.net:
         if classes is not None:
             raise InputError(None, "--classes", "applies to an ONNX --net only")
-        return LoadedNet(build_network(task), "the paper's network (built from the task)")
+        what = ("the deep network (built from the task, MODEL.md section 8)" if task.parts
+                else "the paper's network (built from the task)")
+        return LoadedNet(build_network(task), what)
     if is_onnx(args.net):
         from cnnproof.verifier.onnx_import import load_onnx
 
