@@ -131,8 +131,7 @@ def item_scenes(task, cls) -> set:
     R = max(task.height, task.width) + 2 * sum(g.jitter for g in task.parts) + 2
     names = list(cls.required) + (list(cls.distractors) if cls.max_distractors else [])
     cands = [t for n in names for i in range(-R, R) for j in range(-R, R) for t in _trees_at(task, n, i, j)
-             if is_item_scene(task, cls, [t]) or (n in cls.distractors and placement_ok(task, t)
-                                                  and anchor_allowed(cls, i, j))]
+             if placement_ok(task, t) and anchor_allowed(cls, i, j)]
     size = len(cls.required) * cls.copies
     out = set()
 

@@ -542,7 +542,7 @@ def test_doc_hierarchical_example_uses_every_part_key():
 
 @pytest.mark.slow
 def test_doc_hierarchical_example_is_well_posed():
-    """The docs say check-task proves the hierarchical example well-posed (about 15 s)."""
+    """The docs say check-task proves the hierarchical example well-posed."""
     from cnnproof.verifier.outcome import Proved, Question
     from cnnproof.verifier.prove import prove
 
