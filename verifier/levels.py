@@ -65,8 +65,15 @@ def item_facts(task: Task, c: int, items, deadline=None) -> ItemFacts:
     cls = task.classes[c]
     view, vcls = _flat_view(task, cls)
     facts = ItemFacts()
+    placed = set()  # the pieces of c's required parts, recursively: placed in every scene of c
+    todo = [n for n in cls.required if task.is_part(n)]
+    while todo:
+        for n, _, _ in task.part(todo.pop()).pieces:
+            placed.add(n)
+            if task.is_part(n):
+                todo.append(n)
     for g in sorted(items):
-        if g in cls.required:
+        if g in cls.required or g in placed:  # present in every image of c: no query to ask
             continue
         check(deadline)
         t0 = time.perf_counter()

@@ -513,6 +513,8 @@ class _Importer:
         rank = len(parts[0].shape)
         if any(len(p.shape) != rank for p in parts) or axis not in (1, 1 - (rank + 1)):
             self.fail(node, f"only concatenation along axis 1 (channels) of computed tensors is supported (axis {axis})")
+        if len(parts) == 1:  # a concatenation of one tensor is that tensor
+            return parts[0]
         common = 0
         while all(len(p.layers) > common and p.layers[common] is parts[0].layers[common] for p in parts):
             common += 1
