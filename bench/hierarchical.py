@@ -54,8 +54,8 @@ def gen_task(seed: int, classes: int = 10, size: int = 64, pieces=(2, 3), parts_
     # made by its own pieces, which occur only where that part is placed (no accidents)
     feats: dict[str, list[str]] = {}
     parts: dict[str, dict] = {}
-    n_parts = classes * max(parts_per)
-    for q in range(n_parts):
+    per_class = [rng.choice(range(parts_per[0], parts_per[1] + 1)) for _ in range(classes)]
+    for q in range(sum(per_class)):
         n = rng.choice(range(pieces[0], pieces[1] + 1))
         j = rng.choice(range(jitters[0], jitters[1] + 1))
         items, at, row = [], [], 0
@@ -70,13 +70,12 @@ def gen_task(seed: int, classes: int = 10, size: int = 64, pieces=(2, 3), parts_
             at.append([row, rng.randint(0, 4)])
             row += h + 2 * j + 1 + rng.randint(0, 2)
         parts[f"p{q}"] = {"items": items, "at": at, "jitter": j}
-    # classes: distinct sets of parts, no set contained in another (disjoint sets here)
+    # classes: disjoint sets of parts (so no class's set is contained in another's)
     names = list(parts)
     rng.shuffle(names)
     cls: dict[str, list[str]] = {}
     k = 0
-    for c in range(classes):
-        r = rng.choice(range(parts_per[0], parts_per[1] + 1))
+    for c, r in enumerate(per_class):
         cls[f"c{c}"] = names[k:k + r]
         k += r
     n_features = len(feats)
