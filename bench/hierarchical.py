@@ -43,7 +43,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SYMS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-*/=<>!?@$%&^~:;|_"
+# one drawing symbol per level: Latin then Greek letters (a symbol is one character; digits may
+# only stand for their own level)
+SYMS = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        + "".join(chr(c) for c in range(0x3B1, 0x3CA) if chr(c).isalpha())
+        + "".join(chr(c) for c in range(0x391, 0x3AA) if chr(c).isalpha()))
 
 
 def gen_task(seed: int, classes: int = 10, size: int = 64, pieces=(2, 3), parts_per=(2, 3),
