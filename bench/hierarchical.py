@@ -47,7 +47,8 @@ REPO = HERE.parent
 # only stand for their own level)
 SYMS = ("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
         + "".join(chr(c) for c in range(0x3B1, 0x3CA) if chr(c).isalpha())
-        + "".join(chr(c) for c in range(0x391, 0x3AA) if chr(c).isalpha()))
+        + "".join(chr(c) for c in range(0x391, 0x3AA) if chr(c).isalpha())
+        + "".join(chr(c) for c in range(0x410, 0x450)))  # Cyrillic: room for 4-piece sweeps
 
 
 def gen_task(seed: int, classes: int = 10, size: int = 64, pieces=(2, 3), parts_per=(2, 3),
