@@ -47,6 +47,15 @@ def placement_ok(task, t) -> bool:
     return all(not (cells[a] & cells[b]) for a in range(len(cells)) for b in range(a))
 
 
+def _inside(task, t) -> bool:
+    """Every feature of the placement lies inside the canvas."""
+    for x in leaves(t):
+        h, w = _shape(_features(task)[x[0]])
+        if not (0 <= x[1] <= task.height - h and 0 <= x[2] <= task.width - w):
+            return False
+    return True
+
+
 def is_item_scene(task, cls, scene) -> bool:
     cls = _class(task, cls)
     trees = [_tree(list(t)) for t in scene]
@@ -55,10 +64,8 @@ def is_item_scene(task, cls, scene) -> bool:
     for t in trees:
         if not placement_ok(task, t) or not anchor_allowed(cls, t[1], t[2]):
             return False
-        for x in leaves(t):
-            h, w = _shape(_features(task)[x[0]])
-            if not (0 <= x[1] <= task.height - h and 0 <= x[2] <= task.width - w):
-                return False
+        if not _inside(task, t):
+            return False
         if t[0] in cls.required:
             counts[t[0]] = counts.get(t[0], 0) + 1
         elif t[0] in cls.distractors:
@@ -131,7 +138,7 @@ def item_scenes(task, cls) -> set:
     R = max(task.height, task.width) + 2 * sum(g.jitter for g in task.parts) + 2
     names = list(cls.required) + (list(cls.distractors) if cls.max_distractors else [])
     cands = [t for n in names for i in range(-R, R) for j in range(-R, R) for t in _trees_at(task, n, i, j)
-             if placement_ok(task, t) and anchor_allowed(cls, i, j)]
+             if placement_ok(task, t) and anchor_allowed(cls, i, j) and _inside(task, t)]
     size = len(cls.required) * cls.copies
     out = set()
 

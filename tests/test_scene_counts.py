@@ -149,45 +149,6 @@ def _tree(p) -> tuple:
     return (p.feature, p.row, p.col, tuple(_tree(k) for k in p.pieces))
 
 
-def _literal_item_scenes(task, cls) -> set:
-    """Every scene of ``cls`` by brute force, from the literal pieces of tests/naive_parts.py.
-
-    ``naive_parts.item_scenes`` keeps as candidates only the placements that are a scene on
-    their own, which is right only for a class with one placement (one required item, one
-    copy, no distractor); this keeps every placement tree (over the same anchor range) that
-    passes the rules of one placement (``placement_ok``, the anchor rules, every feature inside
-    the canvas), then every subset of the right size that ``is_item_scene`` accepts.
-    """
-    cls = naive_parts._class(task, cls)
-    R = max(task.height, task.width) + 2 * sum(g.jitter for g in task.parts) + 2
-    names = list(cls.required) + (list(cls.distractors) if cls.max_distractors else [])
-
-    def inside(t) -> bool:
-        for x in naive_parts.leaves(t):
-            h, w = naive_parts._shape(naive_parts._features(task)[x[0]])
-            if not (0 <= x[1] <= task.height - h and 0 <= x[2] <= task.width - w):
-                return False
-        return True
-
-    cands = [t for n in names for i in range(-R, R) for j in range(-R, R)
-             if naive_parts.anchor_allowed(cls, i, j)
-             for t in naive_parts._trees_at(task, n, i, j)
-             if naive_parts.placement_ok(task, t) and inside(t)]
-    size = len(cls.required) * cls.copies
-    out = set()
-
-    def rec(start, chosen):
-        if len(chosen) >= size and naive_parts.is_item_scene(task, cls, chosen):
-            out.add(frozenset(chosen))
-        if len(chosen) == size + cls.max_distractors:
-            return
-        for k in range(start, len(cands)):
-            rec(k + 1, chosen + [cands[k]])
-
-    rec(0, [])
-    return out
-
-
 @pytest.mark.parametrize("toml,cls,count", HIER_COUNTS)
 def test_production_matches_hand_count_parts(toml, cls, count):
     task = task_from_toml(toml, source="docs/scene-counts.md")
@@ -201,14 +162,11 @@ def test_production_matches_hand_count_parts(toml, cls, count):
 def test_naive_parts_matches_hand_count(toml, cls, count):
     task = task_from_toml(toml, source="docs/scene-counts.md")
     spec = task.classes[task.class_index(cls)]
-    one = len(spec.required) * spec.copies == 1 and not spec.max_distractors
-    naive = naive_parts.item_scenes(task, spec) if one else _literal_item_scenes(task, spec)
+    naive = naive_parts.item_scenes(task, spec)
     assert len(naive) == count
     assert {frozenset(map(_tree, s)) for s in enumerate_scenes(task, spec)} == naive
 
 
-@pytest.mark.xfail(strict=True, reason="tests/naive_parts.py item_scenes keeps as candidates only "
-                   "placements that alone form a scene: a class needing two placements gets none")
 def test_naive_parts_item_scenes_two_copies():
     title, blocks, counts = next(c for c in CASES if c[0].startswith("19."))
     task = task_from_toml(blocks[0], source="docs/scene-counts.md")
