@@ -173,6 +173,7 @@ def cell_ranges(task: Task, shape: Shape) -> list[np.ndarray] | str:
     out = []
     C = task.channels
     d = task.noise
+    memo: dict = {}  # branches share the trunk's pointwise layers: compute each stack once
     for br in shape.branches:
         n_in = C
         deps = _dependencies(br.pointwise, n_in)
@@ -182,7 +183,10 @@ def cell_ranges(task: Task, shape: Shape) -> list[np.ndarray] | str:
             if len(deps[t]) > 1 and np.any(W[:, t] != 0):
                 return "a pointwise channel mixes input channels (the window is not separable)"
         # constants (channels depending on no input) are folded into the bias
-        pw = {(ch, l): _pointwise_pwl(br.pointwise, n_in, ch, l - d, l + d) for ch in range(C) for l in task.levels}
+        key = tuple(id(l) for l in br.pointwise)
+        if key not in memo:
+            memo[key] = {(ch, l): _pointwise_pwl(br.pointwise, n_in, ch, l - d, l + d) for ch in range(C) for l in task.levels}
+        pw = memo[key]
         arr = np.empty((O, C, h, w, len(task.levels)), dtype=object)
         const = np.empty((O,), dtype=object)
         ref = pw[(0, task.levels[0])]
