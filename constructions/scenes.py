@@ -587,30 +587,37 @@ def image_text(task: Task, image: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def scene_problem(task: Task, cls: ClassSpec, scene: Scene) -> str | None:
-    """Why ``scene`` is not a scene of ``cls`` (MODEL.md section 3), or None when it is one."""
-    if task.parts:
-        return _items_problem(task, cls, scene)
-    names = {f.name for f in task.features}
+def _count_problem(cls: ClassSpec, scene: Scene, names: set, word: str) -> str | None:
+    """The counting rules of section 3: known names, no repeats, copies, distractors."""
     counts: dict[str, int] = {}
     for p in scene:
         if p.feature not in names:
-            return f"unknown feature {p.feature!r}"
+            return f"unknown {word} {p.feature!r}"
         counts[p.feature] = counts.get(p.feature, 0) + 1
     if len(set(scene)) != len(scene):
         return "a placement is listed twice"
     for n in cls.required:
         if counts.get(n, 0) != cls.copies:
-            return f"required feature {n!r} placed {counts.get(n, 0)} times, not {cls.copies}"
+            return f"required {word} {n!r} placed {counts.get(n, 0)} times, not {cls.copies}"
     extra = 0
     for n, k in counts.items():
         if n in cls.required:
             continue
         if n not in cls.distractors:
-            return f"feature {n!r} is neither required nor a distractor of class {cls.name}"
+            return f"{word} {n!r} is neither required nor a distractor of class {cls.name}"
         extra += k
     if extra > cls.max_distractors:
         return f"{extra} distractors placed, at most {cls.max_distractors} allowed"
+    return None
+
+
+def scene_problem(task: Task, cls: ClassSpec, scene: Scene) -> str | None:
+    """Why ``scene`` is not a scene of ``cls`` (MODEL.md section 3), or None when it is one."""
+    if task.parts:
+        return _items_problem(task, cls, scene)
+    why = _count_problem(cls, scene, {f.name for f in task.features}, "feature")
+    if why:
+        return why
     boxes = []
     for p in scene:
         f = task.feature(p.feature)
@@ -657,26 +664,9 @@ def _placement_problem(task: Task, p: Placement) -> str | None:
 def _items_problem(task: Task, cls: ClassSpec, scene: Scene) -> str | None:
     from cnnproof.constructions import parts as P
 
-    names = set(task.items)
-    counts: dict[str, int] = {}
-    for p in scene:
-        if p.feature not in names:
-            return f"unknown item {p.feature!r}"
-        counts[p.feature] = counts.get(p.feature, 0) + 1
-    if len(set(scene)) != len(scene):
-        return "a placement is listed twice"
-    for n in cls.required:
-        if counts.get(n, 0) != cls.copies:
-            return f"required item {n!r} placed {counts.get(n, 0)} times, not {cls.copies}"
-    extra = 0
-    for n, k in counts.items():
-        if n in cls.required:
-            continue
-        if n not in cls.distractors:
-            return f"item {n!r} is neither required nor a distractor of class {cls.name}"
-        extra += k
-    if extra > cls.max_distractors:
-        return f"{extra} distractors placed, at most {cls.max_distractors} allowed"
+    why = _count_problem(cls, scene, set(task.items), "item")
+    if why:
+        return why
     seen = []
     for p in scene:
         why = _placement_problem(task, p)
