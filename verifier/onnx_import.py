@@ -774,6 +774,16 @@ def load_onnx(path: str | Path, classes: Sequence[str] | None = None, check_meta
     return out
 
 
+def _inline_single_branches(layers) -> tuple:
+    out: list = []
+    for l in layers:
+        if isinstance(l, Parallel) and len(l.branches) == 1:
+            out.extend(_inline_single_branches(l.branches[0]))
+        else:
+            out.append(l)
+    return tuple(out)
+
+
 def compare_metadata(imp: Imported) -> bool:
     """If the file records exact weights (``cnnproof export``), the initializers must be their
     float32 roundings. Returns whether there was something to compare; a mismatch is an error."""
@@ -791,6 +801,10 @@ def compare_metadata(imp: Imported) -> bool:
         raise InputError(imp.source, key, "is not a cnnproof network: JSON nested too deeply") from None
     hint = ("the file was changed after `cnnproof export`; pass --ignore-metadata to prove the file as it is "
             "(the proof always covers the initializers, never the metadata)")
+    # a parallel layer of one branch is exported as that branch and a one-input Concat, which
+    # imports as the branch inline: compare the recorded network in that form
+    recorded = Network(recorded.input_shape, _inline_single_branches(recorded.layers), recorded.class_names,
+                       recorded.channel_names)
     rec_params = list(recorded.parameters())
     got_params = list(imp.net.parameters())
     if [p for p, _ in rec_params] != [p for p, _ in got_params] or \
