@@ -130,14 +130,28 @@ def _dependencies(layers: list, n_in: int) -> list[set[int]]:
     return deps
 
 
-def _pointwise_pwl(layers: list, n_in: int, ch: int, lo: Fraction, hi: Fraction) -> list[PWL]:
-    """Every channel of the pointwise stack as a function of input channel ``ch`` on [lo, hi]
-    (other input channels held at 0: only channels that depend on ``ch`` alone are used)."""
-    vals = [PWL.identity(lo, hi) if c == ch else PWL.const(lo, hi, Fraction(0)) for c in range(n_in)]
+def _sparse_rows(layers: list) -> list:
+    """Per layer of a pointwise stack: for a 1x1 convolution, each output's nonzero (input,
+    weight) pairs and its bias; None for a ReLU."""
+    rows = []
     for l in layers:
         if isinstance(l, Conv2d):
             O, I = l.weight.shape[:2]
-            vals = [combine([(l.weight[o, t, 0, 0], vals[t]) for t in range(I)], l.bias[o], lo, hi) for o in range(O)]
+            W = l.weight[:, :, 0, 0]
+            rows.append([([(t, W[o, t]) for t in np.flatnonzero(W[o] != 0)], l.bias[o]) for o in range(O)])
+        else:
+            rows.append(None)
+    return rows
+
+
+def _pointwise_pwl(layers: list, n_in: int, ch: int, lo: Fraction, hi: Fraction, rows=None) -> list[PWL]:
+    """Every channel of the pointwise stack as a function of input channel ``ch`` on [lo, hi]
+    (other input channels held at 0: only channels that depend on ``ch`` alone are used)."""
+    rows = _sparse_rows(layers) if rows is None else rows
+    vals = [PWL.identity(lo, hi) if c == ch else PWL.const(lo, hi, Fraction(0)) for c in range(n_in)]
+    for r in rows:
+        if r is not None:
+            vals = [combine([(wt, vals[t]) for t, wt in terms], bias, lo, hi) for terms, bias in r]
         else:
             vals = [v.relu() for v in vals]
     return vals
@@ -185,8 +199,11 @@ def cell_ranges(task: Task, shape: Shape) -> list[np.ndarray] | str:
         # constants (channels depending on no input) are folded into the bias
         key = tuple(id(l) for l in br.pointwise)
         if key not in memo:
-            memo[key] = {(ch, l): _pointwise_pwl(br.pointwise, n_in, ch, l - d, l + d) for ch in range(C) for l in task.levels}
-        pw = memo[key]
+            rows = _sparse_rows(br.pointwise)
+            pw = {(ch, l): _pointwise_pwl(br.pointwise, n_in, ch, l - d, l + d, rows) for ch in range(C) for l in task.levels}
+            # the ranges of the stack's channels, once per input channel and level
+            memo[key] = pw, {(ch, l, t): f.range() for (ch, l), fs in pw.items() for t, f in enumerate(fs)}
+        pw, single = memo[key]
         arr = np.empty((O, C, h, w, len(task.levels)), dtype=object)
         const = np.empty((O,), dtype=object)
         ref = pw[(0, task.levels[0])]
@@ -195,20 +212,35 @@ def cell_ranges(task: Task, shape: Shape) -> list[np.ndarray] | str:
                 (W[o, t, a, b] * ref[t].ys[0] for t in range(T) if not deps[t] for a in range(h) for b in range(w)),
                 Fraction(0),
             )
-        for o in range(O):
-            for ch in range(C):
-                ts = [t for t in range(T) if deps[t] == {ch}]
+        several: dict = {}  # cells with the same weighted terms share their ranges
+        nz = W != 0
+        for ch in range(C):
+            ts = np.array([t for t in range(T) if deps[t] == {ch}], dtype=int)
+            for o in range(O):
                 for a in range(h):
                     for b in range(w):
-                        terms_w = [(W[o, t, a, b], t) for t in ts if W[o, t, a, b] != 0]
-                        for li, l in enumerate(task.levels):
-                            if not terms_w:
-                                arr[o, ch, a, b, li] = (Fraction(0), Fraction(0))
-                                continue
-                            f = combine([(wt, pw[(ch, l)][t]) for wt, t in terms_w], Fraction(0), l - d, l + d)
-                            arr[o, ch, a, b, li] = f.range()
+                        sel = ts[nz[o, ts, a, b]] if len(ts) else ts
+                        terms_w = tuple((W[o, t, a, b], int(t)) for t in sel)
+                        if terms_w not in several:
+                            rs = np.empty(len(task.levels), dtype=object)
+                            for li, l in enumerate(task.levels):
+                                rs[li] = _term_range(terms_w, ch, l, d, pw, single)
+                            several[terms_w] = rs
+                        arr[o, ch, a, b, :] = several[terms_w]
+            several.clear()
         out.append((arr, const))
     return out
+
+
+def _term_range(terms_w, ch, l, d, pw, single) -> tuple[Fraction, Fraction]:
+    """The exact range of Σ w * f_t(x) over x in [l - δ, l + δ] (f_t: the stack's channels)."""
+    if not terms_w:
+        return (Fraction(0), Fraction(0))
+    if len(terms_w) == 1:  # the range of w * f is w times the range of f (the ends swap when w < 0)
+        wt, t = terms_w[0]
+        r0, r1 = single[(ch, l, t)]
+        return (wt * r0, wt * r1) if wt > 0 else (wt * r1, wt * r0)
+    return combine([(wt, pw[(ch, l)][t]) for wt, t in terms_w], Fraction(0), l - d, l + d).range()
 
 
 def window_bounds(task: Task, arr: np.ndarray, const: Fraction, o: int, feature, post_relu: bool):
@@ -725,8 +757,8 @@ def _logits_cropped(task, net, scene) -> list[Fraction]:
     from cnnproof.verifier.exact import to_scaled_ints
     from cnnproof.verifier.network import _run
 
-    if task.parts:  # a deep network: no crop argument here
-        return net.evaluate(base_image(task, scene))
+    if task.parts:  # a deep network: the crop of :func:`local_reach`
+        return _logits_local_crop(task, net, base_image(task, scene))
     k = max(max(f.height, f.width) for f in task.features)
     shape = decompose(net)
     if not isinstance(shape, str):
@@ -739,6 +771,73 @@ def _logits_cropped(task, net, scene) -> list[Fraction]:
     else:
         return net.evaluate(img)
     ints, den = to_scaled_ints(img)
+    out, d = _run(net.layers, ints.reshape((1,) + ints.shape), den)
+    return [Fraction(int(v), d) for v in out[0]]
+
+
+def local_reach(net: Network) -> int | None:
+    """r such that each value of the last map before global max pooling depends only on the
+    input within r rows and columns of it, and on which canvas borders lie within that reach;
+    None unless the network is Local (stride-1 convolutions, max pooling, ReLU, branches),
+    then GlobalMaxPool, then any head.
+
+    r sums each layer's extent ((k - 1) * dilation) and its padding, so it also covers every
+    intermediate map's border, which padding shifts."""
+    from cnnproof.verifier.network import GeneralConv2d, MaxPool
+
+    def reach(layers) -> int | None:
+        r = 0
+        for l in layers:
+            if isinstance(l, ReLU):
+                continue
+            if type(l) is Conv2d:
+                r += max(l.weight.shape[2:]) - 1
+            elif isinstance(l, (GeneralConv2d, MaxPool)):
+                if tuple(l.stride) != (1, 1):
+                    return None
+                k = l.weight.shape[2:] if isinstance(l, GeneralConv2d) else l.kernel
+                r += max((k[0] - 1) * l.dilation[0], (k[1] - 1) * l.dilation[1]) + max(l.pads)
+            elif isinstance(l, Parallel):
+                rs = [reach(b) for b in l.branches]
+                if any(x is None for x in rs):
+                    return None
+                r += max(rs)
+            else:
+                return None
+        return r
+
+    layers = list(net.layers)
+    k = next((i for i, l in enumerate(layers) if isinstance(l, GlobalMaxPool)), None)
+    if k is None:
+        return None
+    return reach(layers[:k])
+
+
+def _logits_local_crop(task, net, img) -> list[Fraction]:
+    """Exact logits of ``img`` computed on its top-left crop: the rows and columns up to the
+    last cell that differs from the background, plus a band of 2r + 2 background rows and
+    columns (r = :func:`local_reach`).
+
+    Why the maxima agree (per axis; content lies only at rows <= R0 and columns <= C0): a
+    position whose reach ends before the crop's last row sees the same cells and borders in
+    both images; any other position sees only background rows (its reach starts past R0), as
+    does a position of the other image with the same border, if any, in its reach (shift it by
+    H - R; or put it at R0 + r + 1, which sees no border). So both images have the same set of
+    views, hence the same pooled maxima and logits. Otherwise the full canvas."""
+    r = local_reach(net)
+    if r is None:
+        return net.evaluate(img)
+    content = np.argwhere(np.any(img != task.background, axis=0))
+    R0, C0 = (content.max(axis=0) if len(content) else (0, 0))
+    R, C = int(R0) + 2 * r + 3, int(C0) + 2 * r + 3
+    if R >= task.height and C >= task.width:
+        return net.evaluate(img)
+    R, C = min(R, task.height), min(C, task.width)
+    crop = img[:, :R, :C]
+    from cnnproof.verifier.exact import to_scaled_ints
+    from cnnproof.verifier.network import _run
+
+    ints, den = to_scaled_ints(crop)
     out, d = _run(net.layers, ints.reshape((1,) + ints.shape), den)
     return [Fraction(int(v), d) for v in out[0]]
 

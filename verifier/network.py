@@ -123,6 +123,17 @@ def _conv_apply(layer, x: np.ndarray, den: int, stride, dilation) -> tuple[np.nd
     N, _, H, W = x.shape
     (sh, sw), (dh, dwl) = stride, dilation
     Ho, Wo = (H - (kh - 1) * dh - 1) // sh + 1, (W - (kw - 1) * dwl - 1) // sw + 1
+    nz = _nonzero_taps(layer, wi)
+    if Ho > 0 and Wo > 0 and 8 * len(nz) <= wi.size:  # a sparse kernel (the deep construction's AND
+        # and detector layers): one exact multiply-add of a shifted slice per nonzero weight
+        acc = np.zeros((N, O, Ho, Wo), dtype=x.dtype)
+        if acc.dtype == object:
+            acc[...] = 0
+        for o, i, a, b in nz:
+            r0, c0 = a * dh, b * dwl
+            acc[:, o] += wi[o, i, a, b] * x[:, i, r0 : r0 + (Ho - 1) * sh + 1 : sh, c0 : c0 + (Wo - 1) * sw + 1 : sw]
+        out = acc * mw + _fit(bi, bound).reshape(1, O, 1, 1) * mb
+        return _reduce(out, D)
     if x.dtype == np.int64 and Ho > 0 and Wo > 0:  # one integer tensor contraction (exact: bound < 2^62)
         v = np.lib.stride_tricks.sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dwl + 1), axis=(2, 3))
         v = v[:, :, : (Ho - 1) * sh + 1 : sh, : (Wo - 1) * sw + 1 : sw, ::dh, ::dwl]
@@ -142,6 +153,19 @@ def _conv_apply(layer, x: np.ndarray, den: int, stride, dilation) -> tuple[np.nd
             acc = acc + np.einsum("oi,nihw->nohw", wab, win)
     out = acc * mw + _fit(bi, bound).reshape(1, O, 1, 1) * mb
     return _reduce(out, D)
+
+
+def _pointwise(layer) -> bool:
+    return isinstance(layer, ReLU) or (type(layer) is Conv2d and layer.weight.shape[2:] == (1, 1))
+
+
+def _nonzero_taps(layer, wi: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """The (out, in, row, col) index of every nonzero weight, computed once per layer."""
+    nz = layer.__dict__.get("_nonzero")
+    if nz is None:
+        nz = [tuple(int(v) for v in k) for k in np.argwhere(wi != 0)]
+        object.__setattr__(layer, "_nonzero", nz)
+    return nz
 
 
 def _pad(x: np.ndarray, pads, fill) -> np.ndarray:
@@ -227,9 +251,13 @@ class MaxPool:
         Wo = _window_out(W, self.kernel[1], self.stride[1], self.dilation[1], l, r)
         if Ho < 1 or Wo < 1:
             raise ValueError(f"max_pool: the kernel does not fit the padded {H}x{W} input")
-        for i, j, cells in self.windows(H, W):
-            if not cells:
-                raise ValueError(f"max_pool: the window of output ({i},{j}) lies entirely in the padding")
+        # a window is empty exactly when its rows or its columns all lie in the padding
+        for axis, (n, k, st, dl, p0, no) in enumerate(((H, self.kernel[0], self.stride[0], self.dilation[0], t, Ho),
+                                                       (W, self.kernel[1], self.stride[1], self.dilation[1], l, Wo))):
+            for i in range(no):
+                if not any(0 <= i * st - p0 + a * dl < n for a in range(k)):
+                    where = f"({i},0)" if axis == 0 else f"(0,{i})"
+                    raise ValueError(f"max_pool: the window of output {where} lies entirely in the padding")
         return (C, Ho, Wo)
 
     def windows(self, H: int, W: int):
@@ -248,11 +276,14 @@ class MaxPool:
         N, C, H, W = x.shape
         (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
         Ho, Wo = (H - (kh - 1) * dh - 1) // sh + 1, (W - (kw - 1) * dw - 1) // sw + 1
-        out = None
+        rows = None  # the window's maximum, rows first then columns (kh + kw maxima, not kh * kw)
         for a in range(kh):
-            for b in range(kw):
-                win = x[:, :, a * dh : a * dh + (Ho - 1) * sh + 1 : sh, b * dw : b * dw + (Wo - 1) * sw + 1 : sw]
-                out = win if out is None else np.maximum(out, win)
+            win = x[:, :, a * dh : a * dh + (Ho - 1) * sh + 1 : sh, :]
+            rows = win if rows is None else np.maximum(rows, win)
+        out = None
+        for b in range(kw):
+            win = rows[:, :, :, b * dw : b * dw + (Wo - 1) * sw + 1 : sw]
+            out = win if out is None else np.maximum(out, win)
         return out, den
 
 
@@ -474,7 +505,20 @@ class Network:
         """Exact logits of a batch: images (N, C, H, W) integers over ``den``."""
         if images.shape[1:] != tuple(self.input_shape):
             raise ValueError(f"images have shape {images.shape[1:]}, the network expects {self.input_shape}")
-        return _run(self.layers, images, den)
+        k = 0  # the leading pointwise layers act on each pixel alone: run them once per distinct pixel
+        while k < len(self.layers) and _pointwise(self.layers[k]):
+            k += 1
+        if k == 0 or images.size == 0 or images.dtype != np.int64:
+            return _run(self.layers, images, den)
+        N, C, H, W = images.shape
+        pixels = np.moveaxis(images, 1, -1).reshape(-1, C)
+        distinct, where = np.unique(pixels, axis=0, return_inverse=True)
+        if 2 * len(distinct) > len(pixels):
+            return _run(self.layers, images, den)
+        y, den = _run(self.layers[:k], distinct.reshape(-1, C, 1, 1), den)  # the same values, the same gcd
+        y = y.reshape(len(distinct), -1)[where.reshape(-1)]
+        x = np.moveaxis(y.reshape(N, H, W, -1), -1, 1)
+        return _run(self.layers[k:], np.ascontiguousarray(x), den)
 
     def evaluate(self, image: np.ndarray) -> list[Fraction]:
         """Exact logits of one image (an array of Fractions or ints, shape C x H x W)."""
