@@ -275,6 +275,10 @@ def _local_layer(rng, c, firing):
     b2 = (Conv2d(_weights(rng, (o2, c, 1, 1), dens), _weights(rng, (o2,), 1.0)),)
     if rng.random() < 0.5:
         b2 = b2 + (MaxPool((3, 3), (1, 1), (2, 0, 0, 2), (1, 1)),)
+    elif rng.random() < 0.5:  # a long dilated branch beside a short one (branch reaches differ)
+        d = rng.randint(2, 3)
+        b2 = b2 + (GeneralConv2d(_weights(rng, (o2, o2, 3, 3), dens), _weights(rng, (o2,), 1.0), (1, 1),
+                                 (d, d, d, d), (d, d)),)
     return Parallel((b1, b2)), o1 + o2
 
 
@@ -313,14 +317,25 @@ def _crop_case(rng, big=False):
     img = _corner_image(rng, C, H, W, bg, levels, rows, cols)
     cropped = (int(np.argwhere(np.any(img != bg, axis=0)).max(axis=0, initial=0)[0]) + 2 * r + 3 < H
                or int(np.argwhere(np.any(img != bg, axis=0)).max(axis=0, initial=0)[1]) + 2 * r + 3 < W)
+    full = net.evaluate(img)
     got = compositional._logits_local_crop(task, net, img)
-    assert got == net.evaluate(img), (net.layers, r)
+    assert got == full, (net.layers, r)
+    # the band 2r + 2 has a margin: a band of r + 1 already gives the full canvas's logits (a
+    # reach that undercounts an extent fails here, where the code's own band would hide it)
+    assert _tight_crop(net, img, bg, r + 1) == full, (net.layers, r)
     return cropped
+
+
+def _tight_crop(net, img, bg, band):
+    content = np.argwhere(np.any(img != bg, axis=0))
+    R0, C0 = content.max(axis=0) if len(content) else (0, 0)
+    crop = img[:, : int(R0) + band + 1, : int(C0) + band + 1]
+    return list(_fast(net.layers, crop.reshape((1,) + crop.shape))[0])
 
 
 def test_crop_equals_full_canvas_random_local_networks():
     rng = random.Random(6)
-    cropped = sum(_crop_case(rng) for _ in range(60))
+    cropped = sum(_crop_case(rng) for _ in range(80))
     assert cropped > 30
 
 
@@ -395,3 +410,44 @@ def test_crop_deep_network_non_square_mutants():
 def test_crop_deep_networks_onnx_and_mutants(name):
     n, r = _deep_cases(name, 61, 44, 6, 4, onnx_trip=True, seed=name)
     assert n > 0
+
+
+def _tap_detector(kh, kw, dil, pads, o_extra=0):
+    """A detector whose best window has the content pixel at its top-left tap (weight 2) and
+    background at its bottom-right tap (weight 1): the crop must keep the whole extent below
+    and right of the content to see it."""
+    w = np.full((1, 1, kh, kw), Fraction(0), dtype=object)
+    w[0, 0, 0, 0], w[0, 0, kh - 1, kw - 1] = Fraction(2), Fraction(1)
+    return GeneralConv2d(w, fraction_array([Fraction(0)], (1,)), (1, 1), pads, dil)
+
+
+@pytest.mark.parametrize("kh,kw,dil,where", [(3, 3, (2, 3), "top"), (2, 3, (4, 1), "top"), (3, 2, (1, 3), "branch"),
+                                             (3, 3, (3, 3), "pool")])
+def test_crop_keeps_a_dilated_extent(kh, kw, dil, where):
+    H, W = 40, 37
+    det = _tap_detector(kh, kw, dil, (0, 0, 0, 0))
+    if where == "top":
+        local = (det,)
+    elif where == "branch":  # beside a short branch: the reach is the longer one's
+        one = Conv2d(fraction_array([Fraction(0)], (1, 1, 1, 1)), fraction_array([Fraction(0)], (1,)))
+        e0, e1 = (kh - 1) * dil[0], (kw - 1) * dil[1]
+        local = (Parallel(((one, MaxPool((1, 1))), (GeneralConv2d(det.weight, det.bias, (1, 1), (0, 0, e0, e1), dil),))),)
+    else:  # a dilated pool carries the pixel down and right before a 1x1 read-out
+        local = (MaxPool((kh, kw), (1, 1), (0, 0, 0, 0), dil),
+                 Conv2d(fraction_array([Fraction(1)], (1, 1, 1, 1)), fraction_array([Fraction(0)], (1,))))
+    c = 2 if where == "branch" else 1
+    layers = local + (GlobalMaxPool(), Flatten(), Dense(fraction_array([Fraction(1), Fraction(-1)] * c, (2, c)),
+                                                         fraction_array([Fraction(0), Fraction(0)], (2,))))
+    net = Network((1, H, W), layers, ("a", "b"))
+    r = compositional.local_reach(net)
+    e = max((kh - 1) * dil[0], (kw - 1) * dil[1])
+    assert r is not None and r >= e
+    bg = Fraction(1)
+    task = SimpleNamespace(background=bg, height=H, width=W)
+    img = np.full((1, H, W), bg, dtype=object)
+    img[0, 5, 4] = Fraction(3)
+    full = net.evaluate(img)
+    assert compositional._logits_local_crop(task, net, img) == full == list(_ref_layers(net.layers, img))
+    assert _tight_crop(net, img, bg, r + 1) == full
+    if where != "pool":  # the test has teeth: a band short of the extent loses the best window
+        assert _tight_crop(net, img, bg, e - 1) != full
