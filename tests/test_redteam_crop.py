@@ -451,3 +451,87 @@ def test_crop_keeps_a_dilated_extent(kh, kw, dil, where):
     assert _tight_crop(net, img, bg, r + 1) == full
     if where != "pool":  # the test has teeth: a band short of the extent loses the best window
         assert _tight_crop(net, img, bg, e - 1) != full
+
+
+# ------------------------------------------------------------------------------ cell ranges
+
+
+def _old_cell_ranges(task, shape):
+    """cell_ranges as it was before 17081ae (dense pointwise stack, one combine per cell)."""
+    from cnnproof.verifier.compositional import _dependencies
+    from cnnproof.verifier.pwl import PWL, combine
+
+    def stack(layers, n_in, ch, lo, hi):
+        vals = [PWL.identity(lo, hi) if c == ch else PWL.const(lo, hi, Fraction(0)) for c in range(n_in)]
+        for l in layers:
+            if isinstance(l, Conv2d):
+                O, I = l.weight.shape[:2]
+                vals = [combine([(l.weight[o, t, 0, 0], vals[t]) for t in range(I)], l.bias[o], lo, hi) for o in range(O)]
+            else:
+                vals = [v.relu() for v in vals]
+        return vals
+
+    out, C, d = [], task.channels, task.noise
+    for br in shape.branches:
+        deps = _dependencies(br.pointwise, C)
+        W = br.conv.weight
+        O, T, h, w = W.shape
+        if any(len(deps[t]) > 1 and np.any(W[:, t] != 0) for t in range(T)):
+            return "mixes"
+        pw = {(ch, l): stack(br.pointwise, C, ch, l - d, l + d) for ch in range(C) for l in task.levels}
+        arr = np.empty((O, C, h, w, len(task.levels)), dtype=object)
+        ref = pw[(0, task.levels[0])]
+        const = [br.conv.bias[o] + sum((W[o, t, a, b] * ref[t].ys[0] for t in range(T) if not deps[t]
+                                        for a in range(h) for b in range(w)), Fraction(0)) for o in range(O)]
+        for o in range(O):
+            for ch in range(C):
+                ts = [t for t in range(T) if deps[t] == {ch}]
+                for a in range(h):
+                    for b in range(w):
+                        terms = [(W[o, t, a, b], t) for t in ts if W[o, t, a, b] != 0]
+                        for li, l in enumerate(task.levels):
+                            arr[o, ch, a, b, li] = (combine([(wt, pw[(ch, l)][t]) for wt, t in terms], Fraction(0),
+                                                            l - d, l + d).range() if terms else (Fraction(0), Fraction(0)))
+        out.append((arr, const))
+    return out
+
+
+def _cell_cases(names, n_mut, seed):
+    from cnnproof.constructions.task import task_from_toml
+    from cnnproof.constructions.task_to_network import build_network
+
+    rng = random.Random(seed)
+    n = 0
+    for name in names:
+        task = task_from_toml((TASKS / f"{name}.toml").read_text(), f"{name}.toml")
+        net = build_network(task)
+        params = list(net.parameters())
+        nets = [net]
+        for _ in range(n_mut):
+            m = net
+            for _ in range(3):
+                path, arr = rng.choice(params)
+                m = with_parameter(m, path, rng.randrange(arr.size), Fraction(rng.randint(-3, 3), rng.choice((1, 2))))
+            nets.append(m)
+        for m in nets:
+            shape = compositional.decompose(m)
+            if isinstance(shape, str):
+                continue
+            a, b = compositional.cell_ranges(task, shape), _old_cell_ranges(task, shape)
+            if isinstance(a, str) or isinstance(b, str):
+                assert isinstance(a, str) and isinstance(b, str), name
+                continue
+            for (x, cx), (y, cy) in zip(a, b):
+                assert list(np.ravel(cx)) == list(cy) and x.shape == y.shape and list(x.ravel()) == list(y.ravel()), name
+            n += 1
+    return n
+
+
+def test_cell_ranges_equal_the_dense_ones():
+    assert _cell_cases(["levels_noise", "channels", "ink", "touching"], 3, 1) >= 12
+
+
+@pytest.mark.slow
+def test_cell_ranges_equal_the_dense_ones_catalogue():
+    names = sorted(p.stem for p in TASKS.glob("*.toml") if not p.stem.startswith("h_"))
+    assert _cell_cases(names, 8, 2) > 50
