@@ -125,8 +125,8 @@ def _conv(rng, I, O, general, density, huge=False):
     bias = _weights(rng, (O,), 0.7, huge)
     if not general:
         return Conv2d(w, bias)
-    return GeneralConv2d(w, bias, (rng.randint(1, 2), rng.randint(1, 2)),
-                         tuple(rng.randint(0, 2) for _ in range(4)), (rng.randint(1, 2), rng.randint(1, 2)))
+    return GeneralConv2d(w, bias, (rng.randint(1, 3), rng.randint(1, 3)),
+                         tuple(rng.randint(0, 2) for _ in range(4)), (rng.randint(1, 3), rng.randint(1, 3)))
 
 
 def _image(rng, shape, huge=False):
@@ -154,7 +154,7 @@ def _check_conv_case(rng, huge):
 
 def test_conv_sparse_and_dense_equal_reference():
     rng = random.Random(1)
-    done = sum(_check_conv_case(rng, huge=k % 3 == 0) for k in range(150))
+    done = sum(_check_conv_case(rng, huge=k % 3 == 0) for k in range(200))
     assert done > 100
 
 
@@ -170,13 +170,14 @@ def test_conv_sparse_path_is_taken_and_exact_with_huge_ints():
 
 
 def test_nonzero_cache_not_stale_after_with_parameter():
-    w = np.full((1, 1, 3, 3), Fraction(0), dtype=object)
+    # 1 then 2 nonzero weights of 25: the sparse path throughout
+    w = np.full((1, 1, 5, 5), Fraction(0), dtype=object)
     w[0, 0, 0, 0] = Fraction(1)
     conv = Conv2d(w, fraction_array([Fraction(0)], (1,)))
-    net = Network((1, 5, 5), (conv, GlobalMaxPool(), Flatten()), ("a",))
-    img = _image(random.Random(2), (1, 5, 5))
+    net = Network((1, 7, 7), (conv, GlobalMaxPool(), Flatten()), ("a",))
+    img = _image(random.Random(2), (1, 7, 7))
     before = net.evaluate(img)  # caches the nonzero taps of conv
-    m = with_parameter(net, "layers[0].weight", 8, Fraction(5))
+    m = with_parameter(net, "layers[0].weight", 24, Fraction(-5))
     m2 = with_parameter(m, "layers[0].weight", 0, Fraction(0))
     for k in (net, m, m2):
         assert k.evaluate(img) == list(_ref_layers(k.layers, img))
@@ -314,6 +315,11 @@ def _crop_case(rng, big=False):
     r = compositional.local_reach(net)
     task = SimpleNamespace(background=bg, height=H, width=W)
     rows, cols = rng.randint(1, max(1, H // 3)), rng.randint(1, max(1, W // 3))
+    strip = rng.random()
+    if strip < 0.15:  # content across the whole width (only the rows are cropped)
+        cols = W
+    elif strip < 0.3:  # down the whole height (only the columns)
+        rows = H
     img = _corner_image(rng, C, H, W, bg, levels, rows, cols)
     cropped = (int(np.argwhere(np.any(img != bg, axis=0)).max(axis=0, initial=0)[0]) + 2 * r + 3 < H
                or int(np.argwhere(np.any(img != bg, axis=0)).max(axis=0, initial=0)[1]) + 2 * r + 3 < W)
