@@ -359,11 +359,12 @@ def sample_scenes(task: Task, cls: ClassSpec, n: int, rng: random.Random) -> lis
         pass
     multisets = distractor_multisets(cls)
     out = []
+    cache: dict = {}  # the items' candidates, built once for all n draws
     for _ in range(n):
         extra = multisets[rng.randrange(len(multisets))]
-        s = _rejection_sample(task, cls, _slots(task, cls, extra), rng)
+        s = _rejection_sample(task, cls, _slots(task, cls, extra), rng, cache)
         if s is None:  # this multiset may not fit: fall back to none
-            s = _rejection_sample(task, cls, _slots(task, cls, ()), rng)
+            s = _rejection_sample(task, cls, _slots(task, cls, ()), rng, cache)
         if s is None:
             raise SearchBudgetExceeded(f"could not sample a scene of class {cls.name}")
         out.append(s)
@@ -377,9 +378,10 @@ def _limited(it: Iterator[Scene], limit: int) -> Iterator[Scene]:
         yield s
 
 
-def _rejection_sample(task: Task, cls: ClassSpec, slots: list[str], rng: random.Random) -> Scene | None:
+def _rejection_sample(task: Task, cls: ClassSpec, slots: list[str], rng: random.Random,
+                      cache: dict | None = None) -> Scene | None:
     if task.parts:
-        return _sample_items(task, cls, slots, rng)
+        return _sample_items(task, cls, slots, rng, cache)
     feats = [task.feature(s) for s in slots]
     anchors = [anchors_for(task, cls, f) for f in feats]
     if any(not a for a in anchors):
@@ -423,12 +425,18 @@ def _rejection_sample(task: Task, cls: ClassSpec, slots: list[str], rng: random.
     return tuple(sorted(placed)) if rec(0) else None
 
 
-def _sample_items(task: Task, cls: ClassSpec, slots: list[str], rng: random.Random) -> Scene | None:
-    """Rejection sampling over item placements (hierarchical tasks), then shuffled backtracking."""
+def _sample_items(task: Task, cls: ClassSpec, slots: list[str], rng: random.Random,
+                  cache: dict | None = None) -> Scene | None:
+    """Rejection sampling over item placements (hierarchical tasks), then shuffled backtracking.
+    ``cache`` (one class's draws share it) keeps each item's candidates."""
     from cnnproof.constructions import parts as P
 
-    V = P.Variants(task)
-    cands = {n: part_candidates(task, cls, n, V) for n in set(slots)}
+    cache = {} if cache is None else cache
+    V = cache.setdefault(None, P.Variants(task))
+    for n in sorted(set(slots)):
+        if n not in cache:
+            cache[n] = part_candidates(task, cls, n, V)
+    cands = {n: cache[n] for n in set(slots)}
     if any(not c for c in cands.values()):
         return None
     for _ in range(1000):
