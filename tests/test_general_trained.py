@@ -14,8 +14,6 @@ counted and printed per noise-free and noisy tasks, and bounded (docs/configurat
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from collections import Counter
 from fractions import Fraction
@@ -36,20 +34,15 @@ from cnnproof.verifier.network import Conv2d, Dense, Flatten, GlobalMaxPool, Max
 from cnnproof.verifier.outcome import Proved, Question, Refuted, Unknown
 from cnnproof.verifier.recheck import problem
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train_cnn.py"
 N_FAST, N_FULL = 30, 150
 BITS = 3
 COUNTS: dict[str, Counter] = {"fast": Counter(), "full": Counter()}
 
 
 def _example():
-    if "train_cnn" in sys.modules:
-        return sys.modules["train_cnn"]
-    spec = importlib.util.spec_from_file_location("train_cnn", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["train_cnn"] = mod  # dataclasses look their module up by name
-    spec.loader.exec_module(mod)
-    return mod
+    from cnnproof import training
+
+    return training
 
 
 def _exact(a: np.ndarray) -> np.ndarray:

@@ -1,12 +1,10 @@
-"""examples/train_cnn.py --arch (docs/trained-example.md): every architecture trains on a tiny
+"""cnnproof.training --arch (docs/trained-example.md): every architecture trains on a tiny
 budget, its hand-written backward pass matches finite differences, its ONNX file computes what
 numpy computes (onnxruntime, and cnnproof's exact import), and --weight-bits B rounds every
 exported weight to a multiple of 2^-B."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,7 +14,6 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train_cnn.py"
 ARCHS = ("paper", "conv5x16", "conv3-pool-conv3")
 OPS = {
     "paper": ["Conv", "Relu", "GlobalMaxPool", "Flatten", "Gemm", "Softmax"],
@@ -27,11 +24,9 @@ OPS = {
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("train_cnn", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["train_cnn"] = mod  # dataclasses look their module up by name
-    spec.loader.exec_module(mod)
-    return mod
+    from cnnproof import training
+
+    return training
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ onnxruntime misclassifies too."""
 from __future__ import annotations
 
 import importlib.util
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,15 +15,12 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train_cnn.py"
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("train_cnn", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["train_cnn"] = mod  # dataclasses look their module up by name
-    spec.loader.exec_module(mod)
-    return mod
+    from cnnproof import training
+
+    return training
 
 
 def _has_onnx_import() -> bool:

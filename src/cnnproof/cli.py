@@ -46,6 +46,26 @@ def _seconds(raw: str) -> float:
     return v
 
 
+def _channel_pair(raw: str) -> tuple[int, int]:
+    try:
+        c1, c2 = (int(v) for v in raw.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C1,C2 (two positive integers), got {raw!r}") from None
+    if c1 < 1 or c2 < 1:
+        raise argparse.ArgumentTypeError(f"channel counts must be positive, got {raw!r}")
+    return c1, c2
+
+
+def _bits(raw: str) -> int:
+    try:
+        b = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 16, got {raw!r}") from None
+    if not 0 <= b <= 16:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 16, got {b}")
+    return b
+
+
 def _positive_int(raw: str) -> int:
     """A whole number >= 1 (``--jobs``; ``-n`` and ``--max-scenes`` are checked by their commands)."""
     try:
@@ -90,6 +110,8 @@ EXIT_CODES = {
     "certify": ("every claim holds", "some claim fails", "some claim unknown, none fails"),
     "show": ("shown", "not used", "not used"),
     "export-vnnlib": ("written (it proves nothing)", "not used", "not used"),
+    "train": ("proved: the file holds a network proved on the task", "the budget ran out, the last network refuted "
+              "(written with that verdict)", "the budget ran out, the last network unknown (written with that verdict)"),
 }
 
 
@@ -215,6 +237,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-scenes", type=int, default=2000, metavar="N", help="refuse (exit 2) a task with more scenes (default 2000)")
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
 
+    p = sub.add_parser("train", help="train a CNN on the task's images, prove it, learn from each counterexample; "
+                       "repeat until PROVED (docs/trained-example.md)")
+    _task_arg(p)
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="the ONNX file to write, with the proof "
+                   "in its metadata as `cnnproof export` writes it (the last network, with its verdict, when not proved)")
+    p.add_argument("--arch", default="paper", metavar="A", help="the network: paper (default), conv5x16, conv3-pool-conv3 "
+                   "(docs/trained-example.md)")
+    p.add_argument("--filters", type=_positive_int, default=4, metavar="F", help="paper: the number of filters (4)")
+    p.add_argument("--kernel", type=_positive_int, default=3, metavar="K", help="paper: the kernel size (3)")
+    p.add_argument("--channels", type=_channel_pair, default=(8, 16), metavar="C1,C2",
+                   help="conv3-pool-conv3: the two convolutions' filter counts (8,16)")
+    p.add_argument("--rounds", type=_positive_int, default=10, metavar="R", help="at most R rounds of train, prove (10)")
+    p.add_argument("--time", type=_seconds, default=900.0, metavar="S", help="stop starting rounds after S seconds; "
+                   "the prover's deadline too (900)")
+    p.add_argument("--epochs", type=_positive_int, default=30, metavar="E", help="epochs of the first round (30)")
+    p.add_argument("--more-epochs", type=_positive_int, default=10, metavar="E", help="epochs of each later round, "
+                   "from the last round's weights (10)")
+    p.add_argument("--n-train", type=_positive_int, default=2000, metavar="N", help="sampled training images (2000)")
+    p.add_argument("--lr", type=_seconds, default=0.1, metavar="LR", help="learning rate (0.1; momentum 0.9, batch 64)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the samples, the training and the noisy variants (0)")
+    p.add_argument("--weight-bits", type=_bits, default=8, metavar="B", help="round every weight and bias to a multiple "
+                   "of 2^-B before proving (8; 0 to 16): exact in float32, small denominators for the exact arithmetic")
+    p.add_argument("--variants", type=int, default=8, metavar="V", help="noisy copies of each counterexample's scene "
+                   "added with it when the task has noise (8)")
+    p.add_argument("--method", default="auto", choices=list(METHODS), help=METHOD_HELP)
+    p.add_argument("--no-census", action="store_true", help="do not count the errors on the base image of every "
+                   "scene (float64, done when the task has at most 200 000 scenes; those errors join the pool)")
+    p.add_argument("--certificate", metavar="CERT.json", help="when proved, also write a certificate "
+                   "(`cnnproof check` re-validates it; its sha256 goes into the file's metadata)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the rounds and the verdict)")
+
     for name, p in sub.choices.items():  # every subcommand's help ends with its exit codes
         p.formatter_class = argparse.RawDescriptionHelpFormatter
         p.epilog = _exit_epilog(name, any("--timeout" in a.option_strings for a in p._actions))
@@ -282,6 +335,10 @@ def _dispatch(args) -> int:
         from cnnproof.onnx_commands import cmd_export
 
         return cmd_export(args)
+    if args.command == "train":
+        from cnnproof.train_command import cmd_train
+
+        return cmd_train(args)
     task = load_task(args.task)
     if task.hierarchical and args.command == "export-vnnlib":
         raise InputError(args.task, None, "export-vnnlib does not support hierarchical tasks ([parts]) yet")
@@ -317,6 +374,7 @@ _OUTPUTS = {
     "export": [("-o", "output", "the model", (".onnx",))],
     "sample": [("-o", "output", "the samples", (".png", ".npz"))],
     "export-vnnlib": [("-o", "output", "the export", None)],
+    "train": [("-o", "output", "the model", (".onnx",)), ("--certificate", "certificate", "the certificate", (".json",))],
 }
 _INPUTS = ("task", "net", "source")  # attributes naming files a command reads
 

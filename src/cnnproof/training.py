@@ -1,8 +1,9 @@
 """Train a small CNN on a task's images with numpy, export it to ONNX, then ask cnnproof.
 
-Stage: an example outside the pipeline (untrusted; nothing imports it). It shows the point of
-the verifier on a network nobody constructed by hand: high test accuracy on sampled images, and
-then a proof over *every* image of the task, or a counterexample image.
+Stage: training (untrusted; the prover never imports it). ``cnnproof train`` (train_command.py)
+runs it in a loop with the prover; ``examples/train_cnn.py`` is its one-shot command line. It
+shows the point of the verifier on a network nobody constructed by hand: high test accuracy on
+sampled images, and then a proof over *every* image of the task, or a counterexample image.
 
     python examples/train_cnn.py [--task TASK] [--out DIR] [--arch A] [--epochs E] [--seed S]
                                  [--weight-bits B] [--method M] [--timeout S]   (--help: all)
@@ -33,6 +34,7 @@ import sys
 import time
 from dataclasses import dataclass
 from fractions import Fraction
+from importlib import resources
 from pathlib import Path
 
 # The products here are small and thin: one BLAS thread is faster than several, and on shared
@@ -40,8 +42,8 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_TASK = HERE.parent / "constructions" / "catalogue" / "faces.toml"
+DEFAULT_OUT = Path("examples") / "out"
+DEFAULT_TASK = Path(str(resources.files("cnnproof.constructions.catalogue").joinpath("faces.toml")))
 OPSET = 17
 
 
@@ -342,11 +344,15 @@ def shape_check(p: Params, shape: tuple[int, int, int]) -> None:
 
 def train(x: np.ndarray, y: np.ndarray, K: int, *, filters: int = 4, k: int = 3, epochs: int = 30,
           lr: float = 0.1, momentum: float = 0.9, batch: int = 64, seed: int = 0,
-          arch: str = "paper", channels: tuple[int, int] = (8, 16), log=print) -> Params:
-    """Mini-batch gradient descent with momentum on float64 copies of the images."""
+          arch: str = "paper", channels: tuple[int, int] = (8, 16), log=print,
+          start: Params | None = None) -> Params:
+    """Mini-batch gradient descent with momentum on float64 copies of the images; from
+    ``start``'s weights (copied) when given, else from :func:`init`."""
     rng = np.random.default_rng(seed)
     x = x.astype(np.float64)
     p = init(rng, x.shape[1], K, filters, k, arch=arch, channels=channels)
+    if start is not None:
+        p = start.with_arrays(a.astype(np.float64).copy() for a in start.arrays())
     shape_check(p, x.shape[1:])
     vel = [np.zeros_like(a) for a in p.arrays()]
     for epoch in range(epochs):
@@ -364,6 +370,31 @@ def train(x: np.ndarray, y: np.ndarray, K: int, *, filters: int = 4, k: int = 3,
             acc = accuracy(predict(p, x), y)
             log(f"  epoch {epoch + 1:3d}  loss {total / len(y):.4f}  train accuracy {acc:.4f}")
     return p
+
+
+def to_network(p: Params, task, class_names):
+    """The network ``p`` computes, exactly: each float32 weight as the rational it is."""
+    from cnnproof.verifier.exact import fraction_array
+    from cnnproof.verifier.network import Conv2d, Dense, Flatten, GlobalMaxPool, MaxPool, Network, ReLU
+
+    def exact(a: np.ndarray) -> np.ndarray:
+        return fraction_array([Fraction(float(v)) for v in a.astype(np.float32).ravel()], a.shape)
+
+    layers = []
+    for layer in p.layers:
+        if isinstance(layer, Conv):
+            layers.append(Conv2d(exact(layer.w), exact(layer.b)))
+        elif isinstance(layer, Relu):
+            layers.append(ReLU())
+        elif isinstance(layer, MaxPool2):
+            layers.append(MaxPool((2, 2), (2, 2)))
+        elif isinstance(layer, GlobalMaxPoolFlatten):
+            layers += [GlobalMaxPool(), Flatten()]
+        elif isinstance(layer, Gemm):
+            layers.append(Dense(exact(layer.w), exact(layer.b)))
+        else:  # pragma: no cover - every layer class of this module is listed above
+            raise TypeError(f"no exact form for {type(layer).__name__}")
+    return Network((task.channels, task.height, task.width), tuple(layers), tuple(class_names))
 
 
 def predict(p: Params, x: np.ndarray, chunk: int = 1024) -> np.ndarray:
@@ -426,7 +457,7 @@ def to_onnx(p: Params, shape: tuple[int, int, int], class_names: list[str]):
         value_info=[helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", K])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="cnnproof examples/train_cnn.py")
+                              producer_name="cnnproof.training")
     model.ir_version = 8  # opset 17 needs IR >= 8; older onnxruntime builds refuse newer IRs
     return model
 
@@ -603,8 +634,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="architectures (every layer unpadded, stride 1 unless stated):\n"
                                  + "\n".join(f"  {n}: {d}" for n, d in ARCHS.items()))
-    ap.add_argument("--task", type=Path, default=DEFAULT_TASK, help="task file (default: faces)")
-    ap.add_argument("--out", type=Path, default=HERE / "out", help="output directory")
+    ap.add_argument("--task", type=Path, default=None, help="task file (default: the bundled faces task)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: examples/out)")
     ap.add_argument("--arch", choices=list(ARCHS), default="paper",
                     help="the network (default: paper; see below)")
     ap.add_argument("--filters", type=int, default=4, help="paper: the number of filters (4)")
@@ -629,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the float64 pass over the base image of every scene")
     ap.add_argument("--no-prove", action="store_true", help="stop after writing and checking the ONNX file")
     a = ap.parse_args(argv)
+    if a.task is None:
+        a.task = DEFAULT_TASK
     np.random.seed(a.seed)  # nothing uses the global generator; seeded for good measure
     res = run(a.task, a.out, epochs=a.epochs, seed=a.seed, n_train=a.n_train, n_test=a.n_test,
               filters=a.filters, k=a.kernel, arch=a.arch, channels=a.channels, lr=a.lr,

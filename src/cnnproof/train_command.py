@@ -1,0 +1,248 @@
+"""``cnnproof train``: train a CNN on a task's images until the prover says PROVED (issue 11).
+
+Stage: a driver around the prover (untrusted: nothing it computes is a claim). Each round
+
+1. fits the network of ``--arch`` (:mod:`cnnproof.training`, float64 numpy) on the sampled
+   images plus every counterexample found so far (each with noisy variants, repeated so the
+   pool weighs as much as a tenth of the samples), warm-starting from the last round's weights;
+2. rounds every weight to a multiple of 2^-B (``--weight-bits``) and takes the rounded float32
+   values as exact rationals: the network the file will hold, exactly;
+3. counts the errors it knows of: the base images of every scene that the network gets wrong
+   (float64, when the task has few enough scenes: the census) and the pool's images it gets wrong;
+4. asks the prover (``prove``, zero error, ``--method``) about that exact network: PROVED ends
+   the loop; REFUTED gives a counterexample image, added to the pool with its variants; UNKNOWN
+   adds nothing but the census errors.
+
+The file is then written by ``cnnproof export`` from the exact network (the metadata of what
+was checked, the float32 claim), after ``export`` proves it again on its own; ``--certificate``
+writes a certificate first (``prove --certificate``) and export records it after checking it.
+When the budget (``--rounds``, ``--time``) runs out the last network is written with its
+verdict in the metadata (``export --force``) and the exit code is that verdict's (1 refuted,
+3 unknown).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from cnnproof.verifier.errors import InputError
+
+CENSUS_LIMIT = 200_000  # scenes; beyond it no census (the prover's counterexamples only)
+CENSUS_PER_ROUND = 2000  # at most this many census errors join the pool per round
+
+
+@dataclass
+class Round:
+    index: int
+    known_errors: int | None  # census errors (None: no census) + pool errors
+    census: tuple[int, int] | None  # (wrong, total) base images, or None
+    pool: int  # counterexamples in the pool before this round's additions
+    verdict: str
+    margin: Fraction | None
+    seconds: float
+    prove_seconds: float
+    train_accuracy: float
+    reason: str = ""
+
+    def line(self) -> str:
+        errs = "?" if self.known_errors is None else str(self.known_errors)
+        census = "" if self.census is None else f" (census {self.census[0]} of {self.census[1]})"
+        margin = "" if self.margin is None else f"  margin {_q(self.margin)}"
+        why = f"  ({self.reason})" if self.reason and self.verdict == "UNKNOWN" else ""
+        return (f"round {self.index:2d}  known errors {errs:>5}{census}  pool {self.pool:4d}  "
+                f"train acc {self.train_accuracy:.4f}  {self.verdict}{margin}{why}  "
+                f"[{self.seconds:.1f} s, prover {self.prove_seconds:.1f} s]")
+
+    def to_json(self) -> dict:
+        return {"round": self.index, "known_errors": self.known_errors,
+                "census": None if self.census is None else list(self.census), "pool": self.pool,
+                "verdict": self.verdict, "margin": None if self.margin is None else _q(self.margin),
+                "seconds": round(self.seconds, 3), "prove_seconds": round(self.prove_seconds, 3),
+                "train_accuracy": self.train_accuracy, "reason": self.reason}
+
+
+@dataclass
+class Outcome:
+    rounds: list[Round] = field(default_factory=list)
+    verdict: str = "UNKNOWN"
+    net: object = None  # the exact Network of the last round
+    params: object = None  # its float32 weights (cnnproof.training.Params)
+
+
+def _q(v: Fraction) -> str:
+    from cnnproof.verifier.exact import format_rational
+
+    return format_rational(v)
+
+
+def census_errors(task, p, limit: int = CENSUS_LIMIT):
+    """(images of misclassified base images (float64), their labels, wrong, total), or None
+    when the task has more than ``limit`` scenes (counted up to the limit)."""
+    from cnnproof import training as T
+    from cnnproof.constructions.scenes import base_image_int, count_scenes, enumerate_scenes
+
+    pixels = task.channels * task.height * task.width
+    limit = min(limit, 12_800_000 // pixels)
+    total = 0
+    for cls in task.classes:
+        total += count_scenes(task, cls, limit=limit - total + 1)
+        if total > limit:
+            return None
+    xs, ys, wrong = [], [], 0
+    for c, cls in enumerate(task.classes):
+        imgs = np.stack([base_image_int(task, s) for s in enumerate_scenes(task, cls)]) / task.scale
+        bad = T.predict(p, imgs).argmax(axis=1) != c
+        wrong += int(bad.sum())
+        xs.append(imgs[bad])
+        ys.append(np.full(int(bad.sum()), c, dtype=np.int64))
+    return np.concatenate(xs), np.concatenate(ys), wrong, total
+
+
+def _variants(task, cex, c: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The counterexample image (as float64) and ``n`` noisy images of its scene."""
+    from cnnproof.constructions.render import noisy_image_float32
+
+    img = np.vectorize(float, otypes=[np.float64])(cex.image)
+    out = [img]
+    if task.noise:
+        out += [noisy_image_float32(task, cex.scene, rng).astype(np.float64) for _ in range(n)]
+    return np.stack(out), np.full(len(out), c, dtype=np.int64)
+
+
+def train_to_proof(task, *, arch: str = "paper", rounds: int = 10, budget: float | None = 600.0,
+                   epochs: int = 30, more_epochs: int = 10, n_train: int = 2000, seed: int = 0,
+                   weight_bits: int = 8, variants: int = 8, method: str = "auto",
+                   census: bool = True, filters: int = 4, kernel: int = 3, channels=(8, 16),
+                   lr: float = 0.1, log=print, bar=None) -> Outcome:
+    """The loop of the module docstring; ``log`` gets one line per round."""
+    from cnnproof import training as T
+    from cnnproof.constructions.render import sample_dataset
+    from cnnproof.verifier.outcome import Proved, Question, Refuted
+    from cnnproof.verifier.prove import prove
+
+    t_start = time.perf_counter()
+    deadline = None if budget is None else t_start + budget
+    ds = sample_dataset(task, n_train, seed)
+    if not (ds.labels == ds.true_labels).all():
+        raise InputError(None, None, f"task {task.name} is not well-posed (a sampled image has another true label): "
+                         "no network classifies it correctly; `cnnproof check-task` shows where")
+    x, y = ds.images.astype(np.float64), ds.labels
+    K = len(task.classes)
+    rng = np.random.default_rng(seed)
+    pool_x = np.zeros((0,) + x.shape[1:])
+    pool_y = np.zeros(0, dtype=np.int64)
+    p = None
+    out = Outcome()
+    for r in range(1, rounds + 1):
+        t0 = time.perf_counter()
+        if deadline is not None and t0 >= deadline:
+            break
+        if bar:
+            bar(r - 1, rounds)
+        reps = max(1, n_train // (10 * len(pool_y))) if len(pool_y) else 0
+        X = np.concatenate([x] + [pool_x] * reps)
+        Y = np.concatenate([y] + [pool_y] * reps)
+        p = T.train(X, Y, K, filters=filters, k=kernel, epochs=epochs if p is None else more_epochs,
+                    seed=seed + r, arch=arch, channels=channels, lr=lr, log=None, start=p)
+        q = p.rounded(weight_bits)
+        net = T.to_network(q, task, task.class_names)
+        acc = T.accuracy(T.predict(q, x), y)
+        pool_before = len(pool_y)
+        pool_wrong = int((T.predict(q, pool_x).argmax(axis=1) != pool_y).sum()) if len(pool_y) else 0
+        cen = census_errors(task, q) if census else None
+        known = None if cen is None else cen[2] + pool_wrong
+        t1 = time.perf_counter()
+        v = prove(task, net, Question("zero_error"), method=method, deadline=deadline)
+        t2 = time.perf_counter()
+        rd = Round(r, known, None if cen is None else (cen[2], cen[3]), pool_before, v.verdict,
+                   v.margin if isinstance(v, Proved) else None, t2 - t0, t2 - t1, acc,
+                   getattr(v, "reason", "") or "")
+        out.rounds.append(rd)
+        out.verdict, out.net, out.params = v.verdict, net, q
+        log(rd.line())
+        if isinstance(v, Proved):
+            break
+        add_x, add_y = [], []
+        if isinstance(v, Refuted):
+            cex = v.counterexample
+            vx, vy = _variants(task, cex, task.class_index(cex.cls), variants, rng)
+            add_x.append(vx)
+            add_y.append(vy)
+        if cen is not None and len(cen[1]):
+            pick = rng.permutation(len(cen[1]))[:CENSUS_PER_ROUND]
+            add_x.append(cen[0][pick])
+            add_y.append(cen[1][pick])
+        if add_x:
+            pool_x = np.concatenate([pool_x] + add_x)
+            pool_y = np.concatenate([pool_y] + add_y)
+    return out
+
+
+def cmd_train(args) -> int:
+    """The subcommand: the loop, then the file written by ``cnnproof export``."""
+    from cnnproof import training as T
+    from cnnproof.cli import _progress_bar, main as cli_main
+    from cnnproof.constructions.task import load_task
+    from cnnproof.verifier.network import save_network
+
+    task = load_task(args.task)
+    if args.arch not in T.ARCHS:
+        raise InputError(None, "--arch", f"unknown architecture {args.arch!r}; one of {', '.join(T.ARCHS)}")
+    say = (lambda *_: None) if args.json else print
+    say(f"task      {task.name}  ({task.channels}x{task.height}x{task.width}, {len(task.classes)} classes, "
+        f"noise {_q(task.noise)})")
+    say(f"network   {args.arch}: {T.ARCHS[args.arch]}; weights rounded to multiples of 2^-{args.weight_bits}")
+    say(f"budget    {args.rounds} rounds, {'no time limit' if args.time is None else f'{args.time:g} s'}; "
+        f"{args.n_train} sampled images (seed {args.seed}), prover --method {args.method}")
+    t0 = time.perf_counter()
+    with _progress_bar(not args.json, "rounds") as bar:
+        res = train_to_proof(task, arch=args.arch, rounds=args.rounds, budget=args.time, epochs=args.epochs,
+                             more_epochs=args.more_epochs, n_train=args.n_train, seed=args.seed,
+                             weight_bits=args.weight_bits, variants=args.variants, method=args.method,
+                             census=not args.no_census, filters=args.filters, kernel=args.kernel,
+                             channels=args.channels, lr=args.lr, log=say, bar=bar)
+    if res.net is None:
+        raise InputError(None, "--time", "the budget ran out before the first round finished")
+    verdict = res.verdict
+    say(f"loop      {verdict} after {len(res.rounds)} round(s) in {time.perf_counter() - t0:.1f} s")
+    with tempfile.TemporaryDirectory() as tmp:
+        js = Path(tmp) / "trained.json"
+        save_network(res.net, js)
+        code = 0
+        if verdict == "PROVED" and args.certificate:
+            code = _run(cli_main, ["prove", args.task, "--net", str(js), "--certificate", args.certificate], args.json)
+        if code != 0:
+            verdict = "UNKNOWN"
+        exp = ["export", str(js), "--task", args.task, "-o", args.output]
+        if verdict == "PROVED" and args.certificate:
+            exp += ["--certificate", args.certificate]
+        if verdict != "PROVED":
+            exp += ["--force"]
+        code = _run(cli_main, exp, args.json)
+    if args.json:
+        print(json.dumps({"task": task.name, "arch": args.arch, "verdict": verdict, "output": args.output,
+                          "certificate": args.certificate if verdict == "PROVED" else None,
+                          "rounds": [r.to_json() for r in res.rounds]}, indent=1))
+    if code not in (0,):
+        return code
+    return {"PROVED": 0, "REFUTED": 1}.get(verdict, 3)
+
+
+def _run(cli_main, argv: list[str], quiet: bool) -> int:
+    """A cnnproof subcommand in this process; its output is shown unless ``quiet``."""
+    import contextlib
+    import io
+
+    if not quiet:
+        return cli_main(argv)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return cli_main(argv)
+
+
