@@ -56,6 +56,16 @@ def _channel_pair(raw: str) -> tuple[int, int]:
     return c1, c2
 
 
+def _rate(raw: str) -> float:
+    try:
+        v = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {raw!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {raw!r}")
+    return v
+
+
 def _bits(raw: str) -> int:
     try:
         b = int(raw)
@@ -255,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--more-epochs", type=_positive_int, default=10, metavar="E", help="epochs of each later round, "
                    "from the last round's weights (10)")
     p.add_argument("--n-train", type=_positive_int, default=2000, metavar="N", help="sampled training images (2000)")
-    p.add_argument("--lr", type=_seconds, default=0.1, metavar="LR", help="learning rate (0.1; momentum 0.9, batch 64)")
+    p.add_argument("--lr", type=_rate, default=0.1, metavar="LR", help="learning rate (0.1; momentum 0.9, batch 64)")
     p.add_argument("--seed", type=int, default=0, help="seeds the samples, the training and the noisy variants (0)")
     p.add_argument("--weight-bits", type=_bits, default=8, metavar="B", help="round every weight and bias to a multiple "
                    "of 2^-B before proving (8; 0 to 16): exact in float32, small denominators for the exact arithmetic")

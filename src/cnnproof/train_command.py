@@ -15,7 +15,8 @@ Stage: a driver around the prover (untrusted: nothing it computes is a claim). E
 
 The file is then written by ``cnnproof export`` from the exact network (the metadata of what
 was checked, the float32 claim), after ``export`` proves it again on its own; ``--certificate``
-writes a certificate first (``prove --certificate``) and export records it after checking it.
+then runs ``prove TASK --net MODEL.onnx --certificate CERT`` on the file written, so the
+certificate names that file (exit 3 when the certifying method does not decide it).
 When the budget (``--rounds``, ``--time``) runs out the last network is written with its
 verdict in the metadata (``export --force``) and the exit code is that verdict's (1 refuted,
 3 unknown).
@@ -198,7 +199,11 @@ def cmd_train(args) -> int:
     say = (lambda *_: None) if args.json else print
     say(f"task      {task.name}  ({task.channels}x{task.height}x{task.width}, {len(task.classes)} classes, "
         f"noise {_q(task.noise)})")
-    say(f"network   {args.arch}: {T.ARCHS[args.arch]}; weights rounded to multiples of 2^-{args.weight_bits}")
+    shape = {"paper": f"Conv {args.kernel}x{args.kernel}, {args.filters} filters -> Relu -> GlobalMaxPool -> Flatten -> Gemm",
+             "conv3-pool-conv3": f"Conv 3x3, {args.channels[0]} filters -> Relu -> MaxPool 2x2 stride 2 -> Conv 3x3, "
+                                 f"{args.channels[1]} filters -> Relu -> GlobalMaxPool -> Flatten -> Gemm"}.get(args.arch, T.ARCHS[args.arch])
+    rounding = f"weights rounded to multiples of 2^-{args.weight_bits}" if args.weight_bits else "float32 weights"
+    say(f"network   {args.arch}: {shape}; {rounding}")
     say(f"budget    {args.rounds} rounds, {'no time limit' if args.time is None else f'{args.time:g} s'}; "
         f"{args.n_train} sampled images (seed {args.seed}), prover --method {args.method}")
     t0 = time.perf_counter()
@@ -215,23 +220,26 @@ def cmd_train(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         js = Path(tmp) / "trained.json"
         save_network(res.net, js)
-        code = 0
-        if verdict == "PROVED" and args.certificate:
-            code = _run(cli_main, ["prove", args.task, "--net", str(js), "--certificate", args.certificate], args.json)
-        if code != 0:
-            verdict = "UNKNOWN"
-        exp = ["export", str(js), "--task", args.task, "-o", args.output]
-        if verdict == "PROVED" and args.certificate:
-            exp += ["--certificate", args.certificate]
-        if verdict != "PROVED":
-            exp += ["--force"]
+        exp = ["export", str(js), "--task", args.task, "-o", args.output] + ([] if verdict == "PROVED" else ["--force"])
         code = _run(cli_main, exp, args.json)
+    cert_code = None
+    if code == 0 and verdict == "PROVED" and args.certificate:
+        # the certificate names the file written, and is written by the certifying method
+        cert_code = _run(cli_main, ["prove", args.task, "--net", args.output, "--certificate", args.certificate], True)
+        if cert_code != 0:
+            say(f"certificate  {args.certificate}: not certified (exit {cert_code}): the certifying method "
+                "(compositional) does not decide this network; the file's proof stands (`cnnproof prove "
+                f"{args.task} --net {args.output}` re-proves it), `cnnproof check` would answer UNKNOWN")
+        else:
+            say(f"certificate  {args.certificate} (`cnnproof check {args.certificate}` re-validates it)")
     if args.json:
         print(json.dumps({"task": task.name, "arch": args.arch, "verdict": verdict, "output": args.output,
-                          "certificate": args.certificate if verdict == "PROVED" else None,
+                          "certificate": args.certificate if cert_code == 0 else None,
                           "rounds": [r.to_json() for r in res.rounds]}, indent=1))
-    if code not in (0,):
+    if code != 0:
         return code
+    if cert_code not in (None, 0):
+        return 3  # the certificate asked for is not a proof
     return {"PROVED": 0, "REFUTED": 1}.get(verdict, 3)
 
 
