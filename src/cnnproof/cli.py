@@ -120,6 +120,7 @@ EXIT_CODES = {
     "certify": ("every claim holds", "some claim fails", "some claim unknown, none fails"),
     "show": ("shown", "not used", "not used"),
     "export-vnnlib": ("written (it proves nothing)", "not used", "not used"),
+    "explain": ("shown", "not used", "not used"),
     "train": ("proved: the file holds a network proved on the task", "the budget ran out, the last network refuted "
               "(written with that verdict)", "the budget ran out, the last network unknown (written with that verdict)"),
 }
@@ -247,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-scenes", type=int, default=2000, metavar="N", help="refuse (exit 2) a task with more scenes (default 2000)")
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
 
+    p = sub.add_parser("explain", help="what each pooled channel of a network detects: its exact value on each "
+                       "feature, the configuration that maximises it, against the paper's detector bank")
+    _task_arg(p, optional=True)
+    p.add_argument("--net", metavar="NET.json|MODEL.onnx", help="the network (default: the paper's, built from the task)")
+    p.add_argument("--classes", metavar="A,B,...", help="ONNX: the class name of each output index, in order")
+    p.add_argument("--png", metavar="FILE.png", help="draw the features and each channel's maximising configuration")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
     p = sub.add_parser("train", help="train a CNN on the task's images, prove it, learn from each counterexample; "
                        "repeat until PROVED (docs/trained-example.md)")
     _task_arg(p)
@@ -338,7 +347,7 @@ def _dispatch(args) -> int:
         return cmd_certify(args)
     if args.command == "check":
         return cmd_check(args)
-    if args.command in ("check-task", "prove", "build", "sample", "show", "export-vnnlib") and args.task is None:
+    if args.command in ("check-task", "prove", "build", "sample", "show", "export-vnnlib", "explain") and args.task is None:
         args.task = str(default_task_path())
     check_outputs(args)  # every output path is checked before any work, not after the proof
     if args.command == "export":
@@ -354,6 +363,8 @@ def _dispatch(args) -> int:
         raise InputError(args.task, None, "export-vnnlib does not support hierarchical tasks ([parts]) yet")
     if args.command == "check-task":
         return cmd_check_task(task, args)
+    if args.command == "explain":
+        return cmd_explain(task, args)
     if args.command == "build":
         return cmd_build(task, args)
     if args.command == "prove":
@@ -384,6 +395,7 @@ _OUTPUTS = {
     "export": [("-o", "output", "the model", (".onnx",))],
     "sample": [("-o", "output", "the samples", (".png", ".npz"))],
     "export-vnnlib": [("-o", "output", "the export", None)],
+    "explain": [("--png", "png", "the --png picture", (".png",))],
     "train": [("-o", "output", "the model", (".onnx",)), ("--certificate", "certificate", "the certificate", (".json",))],
 }
 _INPUTS = ("task", "net", "source")  # attributes naming files a command reads
@@ -513,6 +525,28 @@ def _status(msg: str) -> None:
     """A progress line on stderr (only on a terminal): the route taken, with the time so far."""
     if sys.stderr.isatty():
         print(f"  ... [{time.perf_counter() - _T0:7.1f} s] {msg}", file=sys.stderr)
+
+
+def cmd_explain(task, args) -> int:
+    from cnnproof.onnx_commands import load_net_arg
+    from cnnproof.verifier import explain
+
+    loaded = load_net_arg(task, args)
+    try:
+        exp = explain.explain_network(task, loaded.net)
+    except ValueError as e:
+        raise InputError(args.net, None, str(e)) from None
+    if args.png:
+        write_atomic(Path(args.png), explain.explanation_png(task, exp))
+    if args.json:
+        print(json.dumps({"task": task.name, "network": loaded.desc, **explain.explanation_json(exp)}, indent=1))
+        return 0
+    print(f"task      {task.name}  ({len(task.features)} features, {len(task.classes)} classes)")
+    print(f"network   {loaded.desc}: {len(exp.channels)} pooled channels")
+    print(explain.explanation_text(task, exp))
+    if args.png:
+        print(f"picture   {args.png}")
+    return 0
 
 
 def cmd_check_task(task, args) -> int:
