@@ -118,3 +118,14 @@ def test_an_ill_posed_task_is_refused(tmp_path, capsys):
     code = main(["train", str(task), "-o", str(tmp_path / "m.onnx"), *FAST])
     err = capsys.readouterr().err
     assert code == 2 and "not well-posed" in err, err
+
+
+def test_without_a_census_a_fresh_sample_counts_the_errors(tmp_path, capsys):
+    task = tmp_path / "bars.toml"
+    task.write_text(TASK)
+    code = main(["train", str(task), "-o", str(tmp_path / "m.onnx"), "--no-census", "--json", *FAST])
+    js = json.loads(capsys.readouterr().out)
+    assert code == 0 and js["verdict"] == "PROVED"
+    for r in js["rounds"]:
+        assert r["census"] is None and r["fresh_sample"][1] == 50  # a quarter of --n-train
+        assert r["known_errors"] >= r["fresh_sample"][0]

@@ -8,7 +8,9 @@ Stage: a driver around the prover (untrusted: nothing it computes is a claim). E
 2. rounds every weight to a multiple of 2^-B (``--weight-bits``) and takes the rounded float32
    values as exact rationals: the network the file will hold, exactly;
 3. counts the errors it knows of: the base images of every scene that the network gets wrong
-   (float64, when the task has few enough scenes: the census) and the pool's images it gets wrong;
+   (float64, when the task has few enough scenes: the census; otherwise a fresh sample of a
+   quarter as many images, another seed each round) and the pool's images it gets wrong; those
+   errors join the pool too (at most 2000 a round);
 4. asks the prover (``prove``, zero error, ``--method``) about that exact network: PROVED ends
    the loop; REFUTED gives a counterexample image, added to the pool with its variants; UNKNOWN
    adds nothing but the census errors.
@@ -42,8 +44,9 @@ CENSUS_PER_ROUND = 2000  # at most this many census errors join the pool per rou
 @dataclass
 class Round:
     index: int
-    known_errors: int | None  # census errors (None: no census) + pool errors
+    known_errors: int  # census (or fresh-sample) errors + pool errors
     census: tuple[int, int] | None  # (wrong, total) base images, or None
+    fresh: tuple[int, int] | None  # without a census: (wrong, total) on a fresh sample
     pool: int  # counterexamples in the pool before this round's additions
     verdict: str
     margin: Fraction | None
@@ -53,8 +56,9 @@ class Round:
     reason: str = ""
 
     def line(self) -> str:
-        errs = "?" if self.known_errors is None else str(self.known_errors)
-        census = "" if self.census is None else f" (census {self.census[0]} of {self.census[1]})"
+        errs = str(self.known_errors)
+        census = (f" (census {self.census[0]} of {self.census[1]})" if self.census is not None else
+                  f" (fresh sample {self.fresh[0]} of {self.fresh[1]})" if self.fresh is not None else "")
         margin = "" if self.margin is None else f"  margin {_q(self.margin)}"
         why = f"  ({self.reason})" if self.reason and self.verdict == "UNKNOWN" else ""
         return (f"round {self.index:2d}  known errors {errs:>5}{census}  pool {self.pool:4d}  "
@@ -63,7 +67,8 @@ class Round:
 
     def to_json(self) -> dict:
         return {"round": self.index, "known_errors": self.known_errors,
-                "census": None if self.census is None else list(self.census), "pool": self.pool,
+                "census": None if self.census is None else list(self.census),
+                "fresh_sample": None if self.fresh is None else list(self.fresh), "pool": self.pool,
                 "verdict": self.verdict, "margin": None if self.margin is None else _q(self.margin),
                 "seconds": round(self.seconds, 3), "prove_seconds": round(self.prove_seconds, 3),
                 "train_accuracy": self.train_accuracy, "reason": self.reason}
@@ -158,11 +163,17 @@ def train_to_proof(task, *, arch: str = "paper", rounds: int = 10, budget: float
         pool_before = len(pool_y)
         pool_wrong = int((T.predict(q, pool_x).argmax(axis=1) != pool_y).sum()) if len(pool_y) else 0
         cen = census_errors(task, q) if census else None
-        known = None if cen is None else cen[2] + pool_wrong
+        fresh = None
+        if cen is None:  # no census: a fresh sample (new seed each round) shows errors the prover has not
+            fs = sample_dataset(task, max(1, n_train // 4), seed + 1000 + r)
+            bad = T.predict(q, fs.images.astype(np.float64)).argmax(axis=1) != fs.labels
+            fresh = (fs.images[bad].astype(np.float64), fs.labels[bad], int(bad.sum()), len(bad))
+        known = (cen[2] if cen is not None else fresh[2]) + pool_wrong
         t1 = time.perf_counter()
         v = prove(task, net, Question("zero_error"), method=method, deadline=deadline)
         t2 = time.perf_counter()
-        rd = Round(r, known, None if cen is None else (cen[2], cen[3]), pool_before, v.verdict,
+        rd = Round(r, known, None if cen is None else (cen[2], cen[3]), None if fresh is None else fresh[2:],
+                   pool_before, v.verdict,
                    v.margin if isinstance(v, Proved) else None, t2 - t0, t2 - t1, acc,
                    getattr(v, "reason", "") or "")
         out.rounds.append(rd)
@@ -176,10 +187,11 @@ def train_to_proof(task, *, arch: str = "paper", rounds: int = 10, budget: float
             vx, vy = _variants(task, cex, task.class_index(cex.cls), variants, rng)
             add_x.append(vx)
             add_y.append(vy)
-        if cen is not None and len(cen[1]):
-            pick = rng.permutation(len(cen[1]))[:CENSUS_PER_ROUND]
-            add_x.append(cen[0][pick])
-            add_y.append(cen[1][pick])
+        for found in (cen, fresh):
+            if found is not None and len(found[1]):
+                pick = rng.permutation(len(found[1]))[:CENSUS_PER_ROUND]
+                add_x.append(found[0][pick])
+                add_y.append(found[1][pick])
         if add_x:
             pool_x = np.concatenate([pool_x] + add_x)
             pool_y = np.concatenate([pool_y] + add_y)
