@@ -22,6 +22,7 @@ from cnnproof.verifier.errors import CnnproofError, InputError
 from cnnproof.verifier.exact import format_rational
 from cnnproof.verifier.network import write_atomic
 from cnnproof.verifier.prove import METHODS
+from cnnproof.training import channel_pair, weight_bits
 
 EXIT_PROVED, EXIT_REFUTED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_INTERNAL = 0, 1, 2, 3, 4
 EXIT_SUMMARY = ("Exit codes: 0 proved/valid, 1 refuted/rejected, 2 bad input or usage, 3 unknown "
@@ -46,16 +47,6 @@ def _seconds(raw: str) -> float:
     return v
 
 
-def _channel_pair(raw: str) -> tuple[int, int]:
-    try:
-        c1, c2 = (int(v) for v in raw.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected C1,C2 (two positive integers), got {raw!r}") from None
-    if c1 < 1 or c2 < 1:
-        raise argparse.ArgumentTypeError(f"channel counts must be positive, got {raw!r}")
-    return c1, c2
-
-
 def _rate(raw: str) -> float:
     try:
         v = float(raw)
@@ -64,16 +55,6 @@ def _rate(raw: str) -> float:
     if not v >= 0 or v == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {raw!r}")
     return v
-
-
-def _bits(raw: str) -> int:
-    try:
-        b = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 16, got {raw!r}") from None
-    if not 0 <= b <= 16:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 16, got {b}")
-    return b
 
 
 def _positive_int(raw: str) -> int:
@@ -265,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(docs/trained-example.md)")
     p.add_argument("--filters", type=_positive_int, default=4, metavar="F", help="paper: the number of filters (4)")
     p.add_argument("--kernel", type=_positive_int, default=3, metavar="K", help="paper: the kernel size (3)")
-    p.add_argument("--channels", type=_channel_pair, default=(8, 16), metavar="C1,C2",
+    p.add_argument("--channels", type=channel_pair, default=(8, 16), metavar="C1,C2",
                    help="conv3-pool-conv3: the two convolutions' filter counts (8,16)")
     p.add_argument("--rounds", type=_positive_int, default=10, metavar="R", help="at most R rounds of train, prove (10)")
     p.add_argument("--time", type=_seconds, default=900.0, metavar="S", help="stop starting rounds after S seconds; "
@@ -276,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=_positive_int, default=2000, metavar="N", help="sampled training images (2000)")
     p.add_argument("--lr", type=_rate, default=0.1, metavar="LR", help="learning rate (0.1; momentum 0.9, batch 64)")
     p.add_argument("--seed", type=int, default=0, help="seeds the samples, the training and the noisy variants (0)")
-    p.add_argument("--weight-bits", type=_bits, default=8, metavar="B", help="round every weight and bias to a multiple "
+    p.add_argument("--weight-bits", type=weight_bits, default=8, metavar="B", help="round every weight and bias to a multiple "
                    "of 2^-B before proving (8; 0 to 16): exact in float32, small denominators for the exact arithmetic")
     p.add_argument("--variants", type=int, default=8, metavar="V", help="noisy copies of each counterexample's scene "
                    "added with it when the task has noise (8)")

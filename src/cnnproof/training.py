@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -37,10 +36,7 @@ from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
-# The products here are small and thin: one BLAS thread is faster than several, and on shared
-# cores many times faster (set before numpy loads; the environment's own value wins).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-import numpy as np  # noqa: E402
+import numpy as np
 
 DEFAULT_OUT = Path("examples") / "out"
 DEFAULT_TASK = Path(str(resources.files("cnnproof.constructions.catalogue").joinpath("faces.toml")))
@@ -612,7 +608,8 @@ def prove_model(task: Path, model: Path, names: list[str], out: Path, res: Resul
            f"  (right in float32: the exact N_c - N_c' = {float(gap):.3g} is within float32 rounding)"))
 
 
-def _channels(s: str) -> tuple[int, int]:
+def channel_pair(s: str) -> tuple[int, int]:
+    """``--channels C1,C2`` (argparse type)."""
     try:
         c1, c2 = (int(v) for v in s.split(","))
     except ValueError:
@@ -622,8 +619,12 @@ def _channels(s: str) -> tuple[int, int]:
     return c1, c2
 
 
-def _bits(s: str) -> int:
-    b = int(s)
+def weight_bits(s: str) -> int:
+    """``--weight-bits B``, 0 to 16 (argparse type)."""
+    try:
+        b = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 16, got {s!r}") from None
     if not 0 <= b <= 16:
         raise argparse.ArgumentTypeError(f"expected 0 to 16, got {s}")
     return b
@@ -640,14 +641,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="the network (default: paper; see below)")
     ap.add_argument("--filters", type=int, default=4, help="paper: the number of filters (4)")
     ap.add_argument("--kernel", type=int, default=3, help="paper: the kernel size k (3)")
-    ap.add_argument("--channels", type=_channels, default=(8, 16), metavar="C1,C2",
+    ap.add_argument("--channels", type=channel_pair, default=(8, 16), metavar="C1,C2",
                     help="conv3-pool-conv3: the two convolutions' filter counts (8,16)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=0.1, help="learning rate (0.1; momentum 0.9, batch 64)")
     ap.add_argument("--n-train", type=int, default=2000, help="training images (2000)")
     ap.add_argument("--n-test", type=int, default=1000, help="test images (1000)")
     ap.add_argument("--seed", type=int, default=0, help="seeds the data (S, S+1) and the training")
-    ap.add_argument("--weight-bits", type=_bits, default=8, metavar="B",
+    ap.add_argument("--weight-bits", type=weight_bits, default=8, metavar="B",
                     help="round every weight and bias to the nearest multiple of 2^-B after training "
                     "(default 8; 0: no rounding, plain float32). Such values are exact in float32, and "
                     "their small denominators keep the verifier's exact integer arithmetic in int64 "
