@@ -129,3 +129,13 @@ def test_without_a_census_a_fresh_sample_counts_the_errors(tmp_path, capsys):
     for r in js["rounds"]:
         assert r["census"] is None and r["fresh_sample"][1] == 50  # a quarter of --n-train
         assert r["known_errors"] >= r["fresh_sample"][0]
+
+
+def test_no_census_on_a_task_with_too_many_scenes():
+    from pathlib import Path
+
+    from cnnproof.constructions.task import load_task
+    from cnnproof.train_command import census_errors
+
+    task = load_task(Path(__file__).resolve().parent.parent / "proofs" / "tasks" / "large28.toml")
+    assert census_errors(task, None, limit=1000) is None  # counted up to the limit, never enumerated

@@ -92,13 +92,16 @@ def census_errors(task, p, limit: int = CENSUS_LIMIT):
     """(images of misclassified base images (float64), their labels, wrong, total), or None
     when the task has more than ``limit`` scenes (counted up to the limit)."""
     from cnnproof import training as T
-    from cnnproof.constructions.scenes import base_image_int, count_scenes, enumerate_scenes
+    from cnnproof.constructions.scenes import SearchBudgetExceeded, base_image_int, count_scenes, enumerate_scenes
 
     pixels = task.channels * task.height * task.width
     limit = min(limit, 12_800_000 // pixels)
     total = 0
     for cls in task.classes:
-        total += count_scenes(task, cls, limit=limit - total + 1)
+        try:
+            total += count_scenes(task, cls, limit=limit - total)
+        except SearchBudgetExceeded:  # more scenes than the limit
+            return None
         if total > limit:
             return None
     xs, ys, wrong = [], [], 0
@@ -163,6 +166,7 @@ def train_to_proof(task, *, arch: str = "paper", rounds: int = 10, budget: float
         pool_before = len(pool_y)
         pool_wrong = int((T.predict(q, pool_x).argmax(axis=1) != pool_y).sum()) if len(pool_y) else 0
         cen = census_errors(task, q) if census else None
+        census = census and cen is not None  # too many scenes: no census in later rounds either
         fresh = None
         if cen is None:  # no census: a fresh sample (new seed each round) shows errors the prover has not
             fs = sample_dataset(task, max(1, n_train // 4), seed + 1000 + r)
