@@ -70,12 +70,14 @@ def certs(tmp_path_factory):
     (d / "up.toml").write_text(UPDOWN)
     (d / "clash.toml").write_text(CLASH)
     (d / "clash0.toml").write_text(CLASH_J0)
-    assert _cli("check-task", str(d / "up.toml"), "--certificate", str(d / "wp.json")) == 0
-    assert _cli("check-task", str(d / "clash.toml"), "--certificate", str(d / "ref.json")) == 1
-    assert _cli("check-task", str(d / "clash0.toml"), "--certificate", str(d / "wp0.json")) == 0
+    from cnnproof import api
+
+    assert api.check_task(d / "up.toml", certificate=d / "wp.json").verdict == "PROVED"
+    assert api.check_task(d / "clash.toml", certificate=d / "ref.json").verdict == "REFUTED"
+    assert api.check_task(d / "clash0.toml", certificate=d / "wp0.json").verdict == "PROVED"
     assert _cli("build", str(d / "up.toml"), "-o", str(d / "net.json")) == 0
-    assert _cli("prove", str(d / "up.toml"), "--net", str(d / "net.json"), "--certificate", str(d / "ze.json")) == 0
-    assert _cli("prove", str(d / "up.toml"), "--certificate", str(d / "zep.json")) == 0
+    assert api.prove(d / "up.toml", d / "net.json", certificate=d / "ze.json").verdict == "PROVED"
+    assert api.prove(d / "up.toml", certificate=d / "zep.json").verdict == "PROVED"
     for name in ("wp", "ref", "wp0", "ze", "zep"):  # the genuine ones are valid
         assert check_certificate(d / f"{name}.json").ok, name
     return d
@@ -329,3 +331,208 @@ def test_checker_rejects_zero_error_certificate_after_the_jitter_is_raised(certs
         from cnnproof.api import build_network
         c["network"]["sha256"] = network_sha256(build_network(t))
         assert not _accepts(c, tmp_path)  # the rebuilt network is right, but the obligations are the old ones
+
+
+@pytest.mark.slow
+def test_noisy_zero_error_certificate_rejected_after_the_noise_is_raised(tmp_path):
+    """h_noise proved at noise 1/8; the task's noise raised to 1/5 (still 2δ < 1/2), sha256 and
+    theorem.noise updated by the forger: the old network is wrong there (smt refutes it), so the
+    checker must not accept. At noise 1/4 the task itself is bad input."""
+    from cnnproof import api
+
+    text = (TASKS / "h_noise.toml").read_text()
+    (tmp_path / "h.toml").write_text(text)
+    assert _cli("build", str(tmp_path / "h.toml"), "-o", str(tmp_path / "net.json")) == 0
+    assert api.prove(tmp_path / "h.toml", tmp_path / "net.json", certificate=tmp_path / "ze.json").verdict == "PROVED"
+    assert check_certificate(tmp_path / "ze.json").ok
+    c = json.loads((tmp_path / "ze.json").read_text())
+    (tmp_path / "h.toml").write_text(_edit(text, 'noise = "1/8"', 'noise = "1/5"'))
+    t = load_task(tmp_path / "h.toml")
+    assert api.prove(t, str(tmp_path / "net.json"), method="smt").verdict == "REFUTED"
+    assert compositional.prove(t, api._network(t, str(tmp_path / "net.json"))[0], ZE, fallback=False).verdict != "PROVED"
+    c["task"]["sha256"], c["theorem"]["noise"] = task_sha256(t), "1/5"
+    assert not _accepts(c, tmp_path)
+    (tmp_path / "h.toml").write_text(_edit(text, 'noise = "1/8"', 'noise = "1/4"'))
+    assert not _accepts(c, tmp_path)
+
+
+# -- 2. methods against each other: distractor parts, copies, stride/region, noise ---------------
+
+
+def _cls(text, name, extra):
+    return _edit(text, f'required = ["{name}"]\n', f'required = ["{name}"]\n{extra}\n')
+
+
+NOISY = (TASKS / "h_noise.toml").read_text()
+HAND = {  # name: (task text, well-posed?, run exhaustive in the default run?)
+    # a placed distractor part is a complete `down` in class up
+    "distractor_part": (_cls(UPDOWN, "up", 'distractors = ["down"]\nmax_distractors = 1'), False, True),
+    # two distractor mouths: one above the eye, with the eye, assembles `down` by accident
+    "distractor_mouths": (_cls(UPDOWN, "up", 'distractors = ["mouth"]\nmax_distractors = 2'), False, True),
+    "distractor_eyes": (_cls(UPDOWN, "up", 'distractors = ["eye"]\nmax_distractors = 2'), False, False),
+    "distractor_eye_gap": (_cls(UPDOWN, "up", 'distractors = ["eye"]\nmax_distractors = 1\ngap = 1'), False, False),
+    # two ups stacked (each 3 rows with the mouth displaced -1): the upper mouth is 2 rows above the lower eye
+    "copies2": (_cls(UPDOWN, "up", "copies = 2"), False, True),
+    # both anchored on row 0 (side by side): every mouth lies below every eye
+    "copies2_region": (_cls(UPDOWN, "up", "copies = 2\nregion = [0, 0, 0, 5]"), True, False),
+    # anchors on rows 0 and 3 (or -3): still stackable
+    "copies2_stride3": (_cls(UPDOWN, "up", "copies = 2\nstride = [3, 1]"), False, False),
+    "copies2_stride4": (_cls(UPDOWN, "up", "copies = 2\nstride = [4, 1]"), False, True),
+    "noise_distractor_mouths": (_cls(NOISY, "up", 'distractors = ["mouth"]\nmax_distractors = 2'), False, True),
+    "noise_copies2_region": (_cls(NOISY, "up", "copies = 2\nregion = [0, 0, 0, 5]"), True, False),
+}
+
+
+def _run_hand(name, with_exhaustive):
+    text, wellposed, _ = HAND[name]
+    t = task_from_toml(text, source=f"{name}.toml")
+    want = "PROVED" if wellposed else "REFUTED"
+    assert compositional.prove(t, None, WP, fallback=False).verdict == want
+    assert smt.prove(t, None, WP).verdict == want
+    if with_exhaustive:  # presence does not depend on noise: exhaustive decides noisy tasks' scenes too
+        assert exhaustive.prove(t, None, WP).verdict == want
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_hand_tasks_methods_agree(name):
+    _run_hand(name, HAND[name][2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(n for n in HAND if not HAND[n][2]))
+def test_hand_tasks_exhaustive(name):
+    _run_hand(name, True)
+
+
+def test_negative_part_anchor_on_the_stride_grid():
+    """A part whose only piece sits at (1, 1) with jitter 1, stride 2: anchors -2, 0 and 2 per
+    axis all place the feature inside a 3x3 canvas (5 ways per axis: 25 scenes), as the
+    literal reference counts them."""
+    from cnnproof.constructions.scenes import count_scenes
+
+    t = task_from_toml('name = "n"\n[canvas]\nheight = 3\nwidth = 3\n[features.f]\ntemplate = "1"\n'
+                       '[parts.p]\npieces = [{ item = "f", at = [1, 1] }]\njitter = 1\n'
+                       '[classes.a]\nrequired = ["p"]\nstride = [2, 2]\n[classes.b]\nrequired = ["f"]\n',
+                       source="n.toml")
+    a = t.classes[0]
+    assert count_scenes(t, a, limit=1000) == len(naive_parts.item_scenes(t, a)) == 25
+    assert exhaustive.prove(t, None, WP).verdict == compositional.prove(t, None, WP, fallback=False).verdict \
+        == smt.prove(t, None, WP).verdict == "REFUTED"  # a p scene contains f: b is complete in a
+
+
+# random tasks with distractor parts, copies, stride and region (slow sweeps)
+
+
+def _random_task(rng: random.Random) -> str:
+    H, W = rng.randint(4, 6), rng.randint(4, 6)
+    out = ['name = "r"', "[canvas]", f"height = {H}", f"width = {W}"]
+    nf = rng.randint(1, 3)
+    distinct = rng.random() < 0.85  # feature k alone writes level k + 1
+    if distinct:
+        out += ["[pixels]", f"levels = {list(range(nf + 1))}"]
+    feats = []
+    for k in range(nf):
+        h, w = rng.randint(1, 2), rng.randint(1, 2)
+        rows = ["".join(rng.choice("0111*") for _ in range(w)) for _ in range(h)]
+        if not any("1" in r for r in rows):
+            rows[0] = "1" + rows[0][1:]
+        if distinct:
+            rows = [r.replace("1", str(k + 1)) for r in rows]
+        out += [f"[features.f{k}]", 'template = """', *rows, '"""']
+        feats.append(f"f{k}")
+    items, parts = list(feats), []
+    K = rng.randint(2, 3)
+    for k in range(K):
+        pool = items if rng.random() < 0.3 else feats
+        pcs = ", ".join(f'{{ item = "{rng.choice(pool)}", at = [{rng.randint(0, 2)}, {rng.randint(0, 2)}] }}'
+                        for _ in range(rng.randint(1, 2)))
+        out += [f"[parts.p{k}]", f"pieces = [{pcs}]", f"jitter = {rng.randint(0, 1)}"]
+        items.append(f"p{k}")
+        parts.append(f"p{k}")
+    for c in range(K):
+        req = list(dict.fromkeys([parts[c]] + ([rng.choice(items)] if rng.random() < 0.3 else [])))
+        out += [f"[classes.c{c}]", "required = [" + ", ".join(f'"{x}"' for x in req) + "]"]
+        if rng.random() < 0.2:
+            out.append("gap = 1")
+        if rng.random() < 0.25:
+            out.append("copies = 2")
+        if rng.random() < 0.3:
+            out.append(f"stride = [{rng.randint(1, 2)}, {rng.randint(1, 3)}]")
+        if rng.random() < 0.3:
+            r0, c0 = rng.randint(0, 2), rng.randint(0, 2)
+            out.append(f"region = [{r0}, {c0}, {r0 + rng.randint(0, 3)}, {c0 + rng.randint(0, 3)}]")
+        others = [x for x in items if x not in req]
+        if others and rng.random() < 0.4:
+            ds = rng.sample(others, min(len(others), rng.randint(1, 2)))
+            out += ["distractors = [" + ", ".join(f'"{x}"' for x in ds) + "]", f"max_distractors = {rng.randint(1, 2)}"]
+    return "\n".join(out) + "\n"
+
+
+def _random_tasks(seed: int, n: int, limit: int):
+    from cnnproof.constructions.scenes import SearchBudgetExceeded, count_scenes
+
+    rng, got = random.Random(seed), 0
+    while got < n:
+        text = _random_task(rng)
+        try:
+            t = task_from_toml(text, source="r.toml")
+            if sum(count_scenes(t, c, limit=limit) for c in t.classes) > limit:
+                continue
+        except (InputError, SearchBudgetExceeded):
+            continue
+        got += 1
+        yield text, t
+
+
+@pytest.mark.slow
+def test_random_wellposedness_with_noise_copies_stride_region_distractor_parts():
+    counts: dict = {}
+    for text, t in _random_tasks(3, 60, 3000):
+        a = exhaustive.prove(t, None, WP).verdict
+        b = compositional.prove(t, None, WP, fallback=False).verdict
+        s = smt.prove(t, None, WP).verdict
+        assert a == b == s, f"exhaustive {a}, compositional {b}, smt {s} on\n{text}"
+        if t.noise == 0 and "levels" in text:  # the same task with noise: the same verdict
+            nt = task_from_toml(text.replace("[pixels]\n", '[pixels]\nnoise = "1/4"\n'), source="n.toml")
+            assert compositional.prove(nt, None, WP, fallback=False).verdict == smt.prove(nt, None, WP).verdict == a
+        counts[a] = counts.get(a, 0) + 1
+    assert counts.get("PROVED", 0) >= 5 and counts.get("REFUTED", 0) >= 5, counts
+
+
+@pytest.mark.slow
+def test_random_scene_counts_match_the_literal_reference():
+    from cnnproof.constructions.scenes import count_scenes
+
+    for text, t in _random_tasks(5, 25, 400):
+        for c in t.classes:
+            assert count_scenes(t, c, limit=10**6) == len(naive_parts.item_scenes(t, c)), f"{c.name} on\n{text}"
+
+
+@pytest.mark.slow
+def test_random_zero_error_of_deep_construction_and_mutants_with_certificates(tmp_path):
+    from fractions import Fraction
+
+    from cnnproof.constructions.task_to_network import build_network
+    from cnnproof.verifier.network import with_parameter
+
+    rng, got = random.Random(8), 0
+    for text, t in _random_tasks(8, 10**6, 1500):
+        if got >= 10:
+            break
+        if exhaustive.prove(t, None, WP).verdict != "PROVED":
+            continue
+        got += 1
+        net = build_network(t)
+        params = list(net.parameters())
+        nets = [net]
+        for _ in range(3):
+            path, arr = rng.choice(params)
+            k = rng.randrange(arr.size)
+            nets.append(with_parameter(net, path, k, arr.ravel()[k] + Fraction(rng.choice([-2, -1, 1, 2]), 2)))
+        for i, m in enumerate(nets):
+            a = exhaustive.prove(t, m, ZE)
+            b = compositional.prove(t, m, ZE, fallback=False)
+            if i == 0:
+                assert a.verdict == b.verdict == "PROVED" and a.margin == b.margin, text
+            elif b.verdict != "UNKNOWN":
+                assert b.verdict == a.verdict, f"mutant {i}: exhaustive {a.verdict}, compositional {b.verdict}\n{text}"
