@@ -323,7 +323,8 @@ def test_checker_rejects_zero_error_certificate_after_the_jitter_is_raised(certs
     t = load_task(tmp_path / "up.toml")
     from cnnproof.api import _network
     old, _, _ = _network(t, str(tmp_path / "net.json"))
-    assert exhaustive.prove(t, old, ZE).verdict == "REFUTED"
+    if which == "ze":  # the same task and network for both: enumerate once
+        assert exhaustive.prove(t, old, ZE).verdict == "REFUTED"
     c = _load(certs, which)
     c["task"]["sha256"] = task_sha256(t)
     assert not _accepts(c, tmp_path)
@@ -536,3 +537,22 @@ def test_random_zero_error_of_deep_construction_and_mutants_with_certificates(tm
                 assert a.verdict == b.verdict == "PROVED" and a.margin == b.margin, text
             elif b.verdict != "UNKNOWN":
                 assert b.verdict == a.verdict, f"mutant {i}: exhaustive {a.verdict}, compositional {b.verdict}\n{text}"
+
+
+@pytest.mark.parametrize("change", ["copies2", "distractor_mouths"])
+@pytest.mark.parametrize("which", ["ze", "zep"])
+def test_checker_rejects_zero_error_certificate_after_scene_rules_change(certs, which, change, tmp_path):
+    """Scene rules changed after proving (two copies of up, or two distractor mouths: both
+    let `down` occur in class up), task sha256 recomputed. The paper network is the same
+    (the construction does not depend on these rules), so its hash still matches: only the
+    re-decided scene-never obligation can catch it."""
+    text = HAND[change][0]
+    (tmp_path / "up.toml").write_text(text)
+    (tmp_path / "net.json").write_text((certs / "net.json").read_text())
+    t = load_task(tmp_path / "up.toml")
+    from cnnproof.api import build_network
+
+    assert network_sha256(build_network(t)) == _load(certs, "zep")["network"]["sha256"]
+    c = _load(certs, which)
+    c["task"]["sha256"] = task_sha256(t)
+    assert not _accepts(c, tmp_path)
