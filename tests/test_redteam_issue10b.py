@@ -512,7 +512,7 @@ def test_random_scene_counts_match_the_literal_reference():
 
 
 @pytest.mark.slow
-def test_random_zero_error_of_deep_construction_and_mutants_with_certificates(tmp_path):
+def test_random_zero_error_of_deep_construction_and_mutants(tmp_path):
     from fractions import Fraction
 
     from cnnproof.constructions.task_to_network import build_network
