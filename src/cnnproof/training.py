@@ -462,8 +462,10 @@ def run_onnx(path: Path, x: np.ndarray, output: str = "logits") -> np.ndarray:
     """What onnxruntime computes for float32 images (N, C, H, W): by default the ``logits``,
     read from an in-memory copy of the model that also lists them as a graph output."""
     import onnx
-    import onnxruntime as ort
 
+    from cnnproof.extras import require
+
+    ort = require("onnxruntime", "running the trained model in onnxruntime")
     model = onnx.load(path)
     if output not in [o.name for o in model.graph.output]:
         model.graph.output.extend(v for v in model.graph.value_info if v.name == output)
