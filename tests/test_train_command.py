@@ -139,3 +139,29 @@ def test_no_census_on_a_task_with_too_many_scenes():
 
     task = load_task(Path(__file__).resolve().parent.parent / "proofs" / "tasks" / "large28.toml")
     assert census_errors(task, None, limit=1000) is None  # counted up to the limit, never enumerated
+
+
+def test_each_round_proof_and_the_export_have_the_prove_timeout(tmp_path, monkeypatch, capsys):
+    """An undecidable round must not eat the loop's budget (28x28: smt ran 550 s on one round):
+    each round's proof gets a deadline at most --prove-timeout away, and so does the export's."""
+    import time
+
+    from cnnproof.verifier import prove as P
+    from cnnproof.verifier.outcome import Unknown
+
+    seen = []
+
+    def fake(task, net, q, method="auto", deadline=None, **kw):
+        seen.append(None if deadline is None else deadline - time.perf_counter())
+        return Unknown("auto", "timeout")
+
+    monkeypatch.setattr(P, "prove", fake)
+    task = tmp_path / "bars.toml"
+    task.write_text(TASK)
+    code = main(["train", str(task), "-o", str(tmp_path / "m.onnx"), "--rounds", "2", "--prove-timeout", "7",
+                 *FAST])
+    out = capsys.readouterr().out
+    assert code == 3 and "UNKNOWN after 2 round(s)" in out, out
+    rounds = seen[:2]
+    assert all(s is not None and 0 < s <= 7.5 for s in rounds), seen
+    assert len(seen) >= 3 and seen[2] is not None and seen[2] <= 7.5, seen  # the export's proof

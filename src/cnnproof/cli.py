@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=_positive_int, default=10, metavar="R", help="at most R rounds of train, prove (10)")
     p.add_argument("--time", type=_seconds, default=900.0, metavar="S", help="stop starting rounds after S seconds; "
                    "the prover's deadline too (900)")
+    p.add_argument("--prove-timeout", type=_seconds, default=120.0, metavar="S",
+                   help="give each round's proof, and the proof of the file written, at most S seconds (120): "
+                   "an UNKNOWN round trains on and the loop goes on")
     p.add_argument("--epochs", type=_positive_int, default=30, metavar="E", help="epochs of the first round (30)")
     p.add_argument("--more-epochs", type=_positive_int, default=10, metavar="E", help="epochs of each later round, "
                    "from the last round's weights (10)")

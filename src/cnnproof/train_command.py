@@ -27,6 +27,7 @@ verdict in the metadata (``export --force``) and the exit code is that verdict's
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -129,7 +130,7 @@ def train_to_proof(task, *, arch: str = "paper", rounds: int = 10, budget: float
                    epochs: int = 30, more_epochs: int = 10, n_train: int = 2000, seed: int = 0,
                    weight_bits: int = 8, variants: int = 8, method: str = "auto",
                    census: bool = True, filters: int = 4, kernel: int = 3, channels=(8, 16),
-                   lr: float = 0.1, log=print, bar=None) -> Outcome:
+                   lr: float = 0.1, prove_timeout: float | None = None, log=print, bar=None) -> Outcome:
     """The loop of the module docstring; ``log`` gets one line per round."""
     from cnnproof import training as T
     from cnnproof.constructions.render import sample_dataset
@@ -174,7 +175,9 @@ def train_to_proof(task, *, arch: str = "paper", rounds: int = 10, budget: float
             fresh = (fs.images[bad].astype(np.float64), fs.labels[bad], int(bad.sum()), len(bad))
         known = (cen[2] if cen is not None else fresh[2]) + pool_wrong
         t1 = time.perf_counter()
-        v = prove(task, net, Question("zero_error"), method=method, deadline=deadline)
+        round_deadline = deadline if prove_timeout is None else min(
+            t1 + prove_timeout, float("inf") if deadline is None else deadline)
+        v = prove(task, net, Question("zero_error"), method=method, deadline=round_deadline)
         t2 = time.perf_counter()
         rd = Round(r, known, None if cen is None else (cen[2], cen[3]), None if fresh is None else fresh[2:],
                    pool_before, v.verdict,
@@ -212,7 +215,8 @@ def cmd_train(args) -> int:
     task = load_task(args.task)
     if args.arch not in T.ARCHS:
         raise InputError(None, "--arch", f"unknown architecture {args.arch!r}; one of {', '.join(T.ARCHS)}")
-    say = (lambda *_: None) if args.json else print
+    # with --json, stdout is the JSON alone; the running account goes to stderr
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
     say(f"task      {task.name}  ({task.channels}x{task.height}x{task.width}, {len(task.classes)} classes, "
         f"noise {_q(task.noise)})")
     shape = {"paper": f"Conv {args.kernel}x{args.kernel}, {args.filters} filters -> Relu -> GlobalMaxPool -> Flatten -> Gemm",
@@ -221,14 +225,15 @@ def cmd_train(args) -> int:
     rounding = f"weights rounded to multiples of 2^-{args.weight_bits}" if args.weight_bits else "float32 weights"
     say(f"network   {args.arch}: {shape}; {rounding}")
     say(f"budget    {args.rounds} rounds, {'no time limit' if args.time is None else f'{args.time:g} s'}; "
-        f"{args.n_train} sampled images (seed {args.seed}), prover --method {args.method}")
+        f"{args.n_train} sampled images (seed {args.seed}), prover --method {args.method}, "
+        f"at most {args.prove_timeout:g} s a round")
     t0 = time.perf_counter()
     with _progress_bar(not args.json, "rounds") as bar:
         res = train_to_proof(task, arch=args.arch, rounds=args.rounds, budget=args.time, epochs=args.epochs,
                              more_epochs=args.more_epochs, n_train=args.n_train, seed=args.seed,
                              weight_bits=args.weight_bits, variants=args.variants, method=args.method,
                              census=not args.no_census, filters=args.filters, kernel=args.kernel,
-                             channels=args.channels, lr=args.lr, log=say, bar=bar)
+                             channels=args.channels, lr=args.lr, prove_timeout=args.prove_timeout, log=say, bar=bar)
     if res.net is None:
         raise InputError(None, "--time", "the budget ran out before the first round finished")
     verdict = res.verdict
@@ -236,12 +241,14 @@ def cmd_train(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         js = Path(tmp) / "trained.json"
         save_network(res.net, js)
-        exp = ["export", str(js), "--task", args.task, "-o", args.output] + ([] if verdict == "PROVED" else ["--force"])
+        exp = ["export", str(js), "--task", args.task, "-o", args.output, "--timeout", f"{args.prove_timeout:g}"]
+        exp += [] if verdict == "PROVED" else ["--force"]
         code = _run(cli_main, exp, args.json)
     cert_code = None
     if code == 0 and verdict == "PROVED" and args.certificate:
         # the certificate names the file written, and is written by the certifying method
-        cert_code = _run(cli_main, ["prove", args.task, "--net", args.output, "--certificate", args.certificate], True)
+        cert_code = _run(cli_main, ["prove", args.task, "--net", args.output, "--certificate", args.certificate,
+                                     "--timeout", f"{args.prove_timeout:g}"], True)
         if cert_code != 0:
             say(f"certificate  {args.certificate}: not certified (exit {cert_code}): the certifying method "
                 "(compositional) does not decide this network; the file's proof stands (`cnnproof prove "
