@@ -174,12 +174,116 @@ def cover_options(task: Task, cls: ClassSpec, g: str) -> dict[Cell, list[tuple[s
 def uncoverable_cell(task: Task, cls: ClassSpec, g: str) -> Cell | None:
     """A support cell of g that no placement of ``cls`` can write compatibly, or None.
 
-    If one exists, g never occurs in any image of ``cls``, whatever the canvas.
+    If one exists, g never occurs in any image of ``cls``, whatever the canvas. Most features
+    are settled by the key-cell index (:class:`_KeyIndex`) without visiting their cells: the
+    work per class grows with the class's own features, not with the task's.
     """
+    idx = _key_index(task)
+    if g not in idx.candidates(cls):
+        return idx.key[g]  # no option covers g's key cell (the index is exact for that cell)
+    return _first_uncoverable(task, cls, g)
+
+
+def _first_uncoverable(task: Task, cls: ClassSpec, g: str) -> Cell | None:
     for cell, opts in cover_options(task, cls, g).items():
         if not opts:
             return cell
     return None
+
+
+class _KeyIndex:
+    """For every feature g, its key cell: the support cell needing a non-background value that
+    is nearest the centre of g's window (the one with the largest overlaps, so the fewest
+    features cover it). ``candidates(cls)`` is the set of features whose key cell some
+    available feature of ``cls`` covers compatibly, found by hashing, not by visiting every g:
+    for f placed with its cell y on g's key cell x (offset d = x - y), f is compatible with g
+    iff g's needed values on the overlap equal what f writes there; the features of one
+    (window size, key cell, value) group are hashed, per offset and f's size, by those values.
+    A feature outside ``candidates(cls)`` has an uncoverable key cell (exactly what
+    :func:`cover_options` would find for that cell); a feature with no key cell (it needs only
+    background) is always a candidate."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        T = _tables(task)
+        self.T = T
+        bg = task.background
+        self.key: dict[str, Cell | None] = {}
+        self.groups: dict[tuple[int, Fraction], list[tuple[int, int, int, int]]] = {}  # (ch, v) -> (gh, gw, a, b)
+        self.members: dict[tuple, list[str]] = {}
+        self.trivial: set[str] = set()
+        for f in task.features:
+            gh, gw = f.size
+            cells = [(c, v) for c, v in T.sup[f.name].items() if v != bg]
+            if not cells:
+                self.key[f.name] = None
+                self.trivial.add(f.name)
+                continue
+            (ch, a, b), v = min(cells, key=lambda cv: (max(abs(2 * cv[0][1] - (gh - 1)), abs(2 * cv[0][2] - (gw - 1))),
+                                                       cv[0]))
+            self.key[f.name] = (ch, a, b)
+            grp = (gh, gw, a, b)
+            if (ch, v) + grp not in self.members:
+                self.groups.setdefault((ch, v), []).append(grp)
+            self.members.setdefault((ch, v) + grp, []).append(f.name)
+        self._tables: dict[tuple, tuple[list, dict]] = {}
+        self._cands: dict[str, frozenset[str]] = {}
+        # each feature's values as small integers (hashing Fractions dominated the lookups)
+        codes: dict[Fraction, int] = {bg: 0}
+        self.code = {f.name: {c: codes.setdefault(v, len(codes)) for c, v in T.sup[f.name].items()}
+                     for f in task.features}
+
+    def _table(self, ch: int, v, grp, fsize, d):
+        """(cells of the overlap, {mask: {needed values: [g]}}) for the group and offset."""
+        k = (ch, v, grp, fsize, d)
+        hit = self._tables.get(k)
+        if hit is not None:
+            return hit
+        gh, gw, _, _ = grp
+        fh, fw = fsize
+        di, dj = d
+        cells = [(c, r, q) for r in range(max(0, di), min(gh, di + fh)) for q in range(max(0, dj), min(gw, dj + fw))
+                 for c in range(self.task.channels)]
+        by_mask: dict[tuple, dict[tuple, list[str]]] = {}
+        for g in self.members[(ch, v) + grp]:
+            sup = self.code[g]
+            mask = tuple(c in sup for c in cells)
+            key = tuple(sup[c] for c in cells if c in sup)
+            by_mask.setdefault(mask, {}).setdefault(key, []).append(g)
+        self._tables[k] = hit = (cells, by_mask)
+        return hit
+
+    def candidates(self, cls: ClassSpec) -> frozenset[str]:
+        hit = self._cands.get(cls.name)
+        if hit is not None:
+            return hit
+        T = self.T
+        out = set(self.trivial)
+        for f in dict.fromkeys(available(self.task, cls)):
+            fs = self.code[f]
+            for (ch, fa, fb), v in T.sup[f].items():
+                for grp in self.groups.get((ch, v), ()):
+                    _, _, a, b = grp
+                    di, dj = a - fa, b - fb
+                    cells, by_mask = self._table(ch, v, grp, T.size[f], (di, dj))
+                    for mask, table in by_mask.items():
+                        key = tuple(fs.get((c, r - di, q - dj), 0) for (c, r, q), m in zip(cells, mask) if m)
+                        out.update(table.get(key, ()))
+        self._cands[cls.name] = hit = frozenset(out)
+        return hit
+
+
+_INDEX: dict[int, tuple[Task, _KeyIndex]] = {}
+
+
+def _key_index(task: Task) -> _KeyIndex:
+    hit = _INDEX.get(id(task))
+    if hit is None or hit[0] is not task:
+        if len(_INDEX) > 32:
+            _INDEX.clear()
+        hit = (task, _KeyIndex(task))
+        _INDEX[id(task)] = hit
+    return hit[1]
 
 
 @dataclass
@@ -298,7 +402,7 @@ def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ..
     def commit(g: str, u: tuple[int, int], rest: list[str]) -> Scene | None:
         tick()
         ui, uj = u
-        need = None
+        need = None  # of the cells still to write, the ways (f, i, j) to write the one with the fewest
         for (ch, a, b), v in T.sup[g].items():
             cell = (ch, ui + a, uj + b)
             cur = value(cell)
@@ -311,8 +415,11 @@ def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ..
                 return None
             if v == bg:
                 continue  # cannot happen: an uncovered cell is background
-            need = ((ch, a, b), v)
-            break
+            ways = [(f, ui + di, uj + dj) for f, di, dj in opts[g][(ch, a, b)] if can_place(f, ui + di, uj + dj)]
+            if not ways:
+                return None  # this cell can no longer be written: no scene down this branch
+            if need is None or len(ways) < len(need):
+                need = ways
         if need is None:
             saved = dict(st.frozen)
             for (ch, a, b), v in T.sup[g].items():
@@ -321,15 +428,12 @@ def appear_together(task: Task, cls: ClassSpec, goals: list[str] | tuple[str, ..
             st.frozen.clear()
             st.frozen.update(saved)
             return found
-        (ch, a, b), v = need
-        for f, di, dj in opts[g][(ch, a, b)]:
-            i, j = ui + di, uj + dj
-            if can_place(f, i, j):
-                place(f, i, j)
-                found = commit(g, u, rest)
-                if found is not None:
-                    return found
-                unplace()
+        for f, i, j in need:
+            place(f, i, j)
+            found = commit(g, u, rest)
+            if found is not None:
+                return found
+            unplace()
         return None
 
     def live(f: str) -> bool:
