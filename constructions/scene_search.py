@@ -185,9 +185,17 @@ def uncoverable_cell(task: Task, cls: ClassSpec, g: str) -> Cell | None:
 
 
 def _first_uncoverable(task: Task, cls: ClassSpec, g: str) -> Cell | None:
-    for cell, opts in cover_options(task, cls, g).items():
-        if not opts:
-            return cell
+    """The cell :func:`cover_options` would leave without options, tried nearest the centre
+    first and each abandoned at its first option (the full option lists are not built)."""
+    T = _tables(task)
+    bg = task.background
+    gh, gw = T.size[g]
+    avail = list(dict.fromkeys(available(task, cls)))
+    cells = sorted(((c, v) for c, v in T.sup[g].items() if v != bg),
+                   key=lambda cv: (max(abs(2 * cv[0][1] - (gh - 1)), abs(2 * cv[0][2] - (gw - 1))), cv[0]))
+    for (ch, a, b), v in cells:
+        if not any(T.compatible(g, f, a - fa, b - fb) for f in avail for fa, fb in T.cells_with(f, ch, v)):
+            return (ch, a, b)
     return None
 
 

@@ -358,26 +358,52 @@ def scene_lemmas(task: Task, c: int, features: set[str]) -> SceneFacts:
 
 
 def _interval_head(head: list, box: list[tuple[Fraction, Fraction]]) -> list[tuple[Fraction, Fraction]]:
+    """Interval arithmetic through the head (Dense and ReLU layers) on the box of pooled
+    values. Each Dense row is visited by its nonzero weights only (the paper's head has three
+    per class: the work per class is O(classes), not O(classes x features))."""
     x = list(box)
+    zero = Fraction(0)
+    for l, rows in zip(head, _head_rows(head)):
+        if rows is None:
+            x = [(max(a, zero), max(b, zero)) for a, b in x]
+            continue
+        nx = []
+        for pos, neg, bias in rows:
+            lo = hi = bias
+            for k, wk in pos:
+                lo += wk * x[k][0]
+                hi += wk * x[k][1]
+            for k, wk in neg:
+                lo += wk * x[k][1]
+                hi += wk * x[k][0]
+            nx.append((lo, hi))
+        x = nx
+    return x
+
+
+_HEAD_ROWS: dict[int, tuple[list, list]] = {}
+
+
+def _head_rows(head: list) -> list:
+    """Per layer: for a Dense, each output's (positive (k, w), negative (k, w), bias); None for
+    a ReLU. Cached by the identity of the head's layers."""
+    key = id(head[0]) if head else 0
+    hit = _HEAD_ROWS.get(key)
+    if hit is not None and len(hit[0]) == len(head) and all(a is b for a, b in zip(hit[0], head)):
+        return hit[1]
+    rows = []
     for l in head:
         if isinstance(l, Dense):
-            O, I = l.weight.shape
-            nx = []
-            for o in range(O):
-                lo = hi = l.bias[o]
-                for k in range(I):
-                    wk = l.weight[o, k]
-                    if wk > 0:
-                        lo += wk * x[k][0]
-                        hi += wk * x[k][1]
-                    elif wk < 0:
-                        lo += wk * x[k][1]
-                        hi += wk * x[k][0]
-                nx.append((lo, hi))
-            x = nx
+            W = l.weight
+            rows.append([([(int(k), W[o, k]) for k in np.flatnonzero(W[o] > 0)],
+                          [(int(k), W[o, k]) for k in np.flatnonzero(W[o] < 0)], l.bias[o])
+                         for o in range(W.shape[0])])
         else:
-            x = [(max(a, Fraction(0)), max(b, Fraction(0))) for a, b in x]
-    return x
+            rows.append(None)
+    if len(_HEAD_ROWS) > 16:
+        _HEAD_ROWS.clear()
+    _HEAD_ROWS[key] = (list(head), rows)
+    return rows
 
 
 def _q(v: Fraction):
