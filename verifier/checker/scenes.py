@@ -187,23 +187,45 @@ def cooccur(task: Task, cls: ClassSpec, goals: list[str]):
     s = z3.Solver()
     slots, placed = scene_model(task, cls, s, dr, dc, H, W)
     gcons: list = []
+    sup: dict = {}
+
+    def support(name):
+        if name not in sup:
+            sup[name] = _sup(feats[name])
+        return sup[name]
+
+    def agrees(g, f, di, dj) -> bool:
+        """f anchored at (di, dj) from g's anchor writes, on the overlap of their boxes, what g
+        needs (its template value, or background under its '*')."""
+        fs = support(f.name)
+        return all(fs.get((ch, a - di, b - dj), bg) == need for (ch, a, b), need in support(g.name).items()
+                   if 0 <= a - di < f.height and 0 <= b - dj < f.width)
+
+    # Leaf boxes are pairwise disjoint, so the image on a box is its feature's. Hence g occurs
+    # at (U, V) iff every leaf whose box meets g's window agrees with g on their overlap, and
+    # every cell where g needs a non-background value lies in some leaf's box.
+    pairs: dict = {}  # (g, f) -> offsets at which the boxes meet but f disagrees with g
     for gi, gname in enumerate(goals):
         t = _tree(task, gname, z3.Int(f"u{gi}"), z3.Int(f"v{gi}"), f"g{gi}", gcons)
         for n, U, V, _ in _leaves(t):
             g = feats[n]
             s.add(U >= 0, V >= 0, U <= H - g.height, V <= W - g.width)
-            for (ch, a, b), need in _sup(g).items():
-                hits, bad = [], []
-                for on, (fname, r, c, _, _), _ in placed:
-                    for (fch, fa, fb), v in _sup(feats[fname]).items():
-                        if fch != ch or (v == need and need == bg):
-                            continue
-                        at = z3.And(on, U + a == r + fa, V + b == c + fb)
-                        (hits if v == need else bad).append(at)
-                if need != bg:
-                    s.add(z3.Or(hits) if hits else z3.BoolVal(False))
-                else:
-                    s.add(z3.Not(z3.Or(bad)) if bad else z3.BoolVal(True))
+            for on, (fname, r, c, fh, fw), _ in placed:
+                f = feats[fname]
+                if (n, fname) not in pairs:
+                    pairs[(n, fname)] = [(di, dj) for di in range(1 - fh, g.height) for dj in range(1 - fw, g.width)
+                                         if not agrees(g, f, di, dj)]
+                DI, DJ = z3.Int(f"o{gi}_{len(gcons)}"), z3.Int(f"o{gi}_{len(gcons)}b")
+                gcons += [DI == r - U, DJ == c - V]
+                bad = [z3.And(DI == di, DJ == dj) for di, dj in pairs[(n, fname)]]
+                if bad:
+                    s.add(z3.Implies(on, z3.Not(z3.Or(bad))))
+            for (ch, a, b), need in support(n).items():
+                if need == bg:
+                    continue
+                inside = [z3.And(on, r <= U + a, U + a < r + fh, c <= V + b, V + b < c + fw)
+                          for on, (_, r, c, fh, fw), _ in placed]
+                s.add(z3.Or(inside) if inside else z3.BoolVal(False))
     s.add(gcons)
     r = s.check()
     if r == z3.unknown:
