@@ -180,7 +180,7 @@ def uncoverable_cell(task: Task, cls: ClassSpec, g: str) -> Cell | None:
     """
     idx = _key_index(task)
     if g not in idx.candidates(cls):
-        return idx.key[g]  # no option covers g's key cell (the index is exact for that cell)
+        return idx.uncovered(cls, g)  # no option covers this key cell (the index is exact for it)
     return _first_uncoverable(task, cls, g)
 
 
@@ -199,42 +199,44 @@ def _first_uncoverable(task: Task, cls: ClassSpec, g: str) -> Cell | None:
     return None
 
 
+KEY_CELLS = 2  # key cells per feature: a candidate must have all of them covered
+
+
 class _KeyIndex:
-    """For every feature g, its key cell: the support cell needing a non-background value that
-    is nearest the centre of g's window (the one with the largest overlaps, so the fewest
-    features cover it). ``candidates(cls)`` is the set of features whose key cell some
-    available feature of ``cls`` covers compatibly, found by hashing, not by visiting every g:
-    for f placed with its cell y on g's key cell x (offset d = x - y), f is compatible with g
-    iff g's needed values on the overlap equal what f writes there; the features of one
-    (window size, key cell, value) group are hashed, per offset and f's size, by those values.
-    A feature outside ``candidates(cls)`` has an uncoverable key cell (exactly what
-    :func:`cover_options` would find for that cell); a feature with no key cell (it needs only
-    background) is always a candidate."""
+    """For every feature g, its key cells: the (at most ``KEY_CELLS``) support cells needing a
+    non-background value that are nearest the centre of g's window (the ones with the largest
+    overlaps, so the fewest features cover them). ``candidates(cls)`` is the set of features
+    each of whose key cells some available feature of ``cls`` covers compatibly, found by
+    hashing, not by visiting every g: for f placed with its cell y on g's key cell x (offset
+    d = x - y), f is compatible with g iff g's needed values on the overlap equal what f writes
+    there; the (feature, key cell) entries of one (window size, cell, value) group are hashed,
+    per offset and f's size, by those values. A feature outside ``candidates(cls)`` has an
+    uncoverable key cell, ``uncovered(cls, g)`` (exactly what :func:`cover_options` would find
+    for that cell); a feature with no key cell (it needs only background) is a candidate."""
 
     def __init__(self, task: Task):
         self.task = task
         T = _tables(task)
         self.T = T
         bg = task.background
-        self.key: dict[str, Cell | None] = {}
+        self.keys: dict[str, list[Cell]] = {}
         self.groups: dict[tuple[int, Fraction], list[tuple[int, int, int, int]]] = {}  # (ch, v) -> (gh, gw, a, b)
-        self.members: dict[tuple, list[str]] = {}
+        self.members: dict[tuple, list[tuple[str, int]]] = {}  # group -> (feature, which key cell)
         self.trivial: set[str] = set()
         for f in task.features:
             gh, gw = f.size
-            cells = [(c, v) for c, v in T.sup[f.name].items() if v != bg]
+            cells = sorted(((c, v) for c, v in T.sup[f.name].items() if v != bg),
+                           key=lambda cv: (max(abs(2 * cv[0][1] - (gh - 1)), abs(2 * cv[0][2] - (gw - 1))), cv[0]))
+            self.keys[f.name] = [c for c, _ in cells[:KEY_CELLS]]
             if not cells:
-                self.key[f.name] = None
                 self.trivial.add(f.name)
-                continue
-            (ch, a, b), v = min(cells, key=lambda cv: (max(abs(2 * cv[0][1] - (gh - 1)), abs(2 * cv[0][2] - (gw - 1))),
-                                                       cv[0]))
-            self.key[f.name] = (ch, a, b)
-            grp = (gh, gw, a, b)
-            if (ch, v) + grp not in self.members:
-                self.groups.setdefault((ch, v), []).append(grp)
-            self.members.setdefault((ch, v) + grp, []).append(f.name)
+            for i, ((ch, a, b), v) in enumerate(cells[:KEY_CELLS]):
+                grp = (gh, gw, a, b)
+                if (ch, v) + grp not in self.members:
+                    self.groups.setdefault((ch, v), []).append(grp)
+                self.members.setdefault((ch, v) + grp, []).append((f.name, i))
         self._tables: dict[tuple, tuple[list, dict]] = {}
+        self._hits: dict[str, dict[str, int]] = {}  # class -> feature -> bit set of its covered key cells
         self._cands: dict[str, frozenset[str]] = {}
         # each feature's values as small integers (hashing Fractions dominated the lookups)
         codes: dict[Fraction, int] = {bg: 0}
@@ -242,7 +244,7 @@ class _KeyIndex:
                      for f in task.features}
 
     def _table(self, ch: int, v, grp, fsize, d):
-        """(cells of the overlap, {mask: {needed values: [g]}}) for the group and offset."""
+        """(cells of the overlap, {mask: {needed values: [(g, i)]}}) for the group and offset."""
         k = (ch, v, grp, fsize, d)
         hit = self._tables.get(k)
         if hit is not None:
@@ -252,21 +254,21 @@ class _KeyIndex:
         di, dj = d
         cells = [(c, r, q) for r in range(max(0, di), min(gh, di + fh)) for q in range(max(0, dj), min(gw, dj + fw))
                  for c in range(self.task.channels)]
-        by_mask: dict[tuple, dict[tuple, list[str]]] = {}
-        for g in self.members[(ch, v) + grp]:
+        by_mask: dict[tuple, dict[tuple, list[tuple[str, int]]]] = {}
+        for g, i in self.members[(ch, v) + grp]:
             sup = self.code[g]
             mask = tuple(c in sup for c in cells)
             key = tuple(sup[c] for c in cells if c in sup)
-            by_mask.setdefault(mask, {}).setdefault(key, []).append(g)
+            by_mask.setdefault(mask, {}).setdefault(key, []).append((g, i))
         self._tables[k] = hit = (cells, by_mask)
         return hit
 
-    def candidates(self, cls: ClassSpec) -> frozenset[str]:
-        hit = self._cands.get(cls.name)
+    def _covered(self, cls: ClassSpec) -> dict[str, int]:
+        hit = self._hits.get(cls.name)
         if hit is not None:
             return hit
         T = self.T
-        out = set(self.trivial)
+        bits: dict[str, int] = {}
         for f in dict.fromkeys(available(self.task, cls)):
             fs = self.code[f]
             for (ch, fa, fb), v in T.sup[f].items():
@@ -276,9 +278,23 @@ class _KeyIndex:
                     cells, by_mask = self._table(ch, v, grp, T.size[f], (di, dj))
                     for mask, table in by_mask.items():
                         key = tuple(fs.get((c, r - di, q - dj), 0) for (c, r, q), m in zip(cells, mask) if m)
-                        out.update(table.get(key, ()))
-        self._cands[cls.name] = hit = frozenset(out)
+                        for g, i in table.get(key, ()):
+                            bits[g] = bits.get(g, 0) | (1 << i)
+        self._hits[cls.name] = bits
+        return bits
+
+    def candidates(self, cls: ClassSpec) -> frozenset[str]:
+        hit = self._cands.get(cls.name)
+        if hit is None:
+            bits = self._covered(cls)
+            hit = frozenset(self.trivial | {g for g, m in bits.items() if m == (1 << len(self.keys[g])) - 1})
+            self._cands[cls.name] = hit
         return hit
+
+    def uncovered(self, cls: ClassSpec, g: str) -> Cell:
+        """A key cell of g (not a candidate of ``cls``) that nothing available covers."""
+        m = self._covered(cls).get(g, 0)
+        return next(c for i, c in enumerate(self.keys[g]) if not m >> i & 1)
 
 
 _INDEX: dict[int, tuple[Task, _KeyIndex]] = {}

@@ -8,6 +8,8 @@ the key and the reason.
 
 from __future__ import annotations
 
+import functools
+
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -121,13 +123,10 @@ class Task:
         return tuple(f.name for f in self.features) + tuple(g.name for g in self.parts)
 
     def part(self, name: str) -> Part:
-        for g in self.parts:
-            if g.name == name:
-                return g
-        raise KeyError(name)
+        return self._by_name["part"][name]
 
     def is_part(self, name: str) -> bool:
-        return any(g.name == name for g in self.parts)
+        return name in self._by_name["part"]
 
     def level(self, name: str) -> int:
         """1 for a feature, 1 + the largest level of its pieces for a part."""
@@ -147,23 +146,22 @@ class Task:
         """The lcm of the level denominators: base images are integers after this scaling."""
         return lcm_of_denominators(self.levels)
 
+    @functools.cached_property
+    def _by_name(self) -> dict:
+        """name -> feature, part, class index and feature index (built once: the lookups below
+        run per obligation, and a scan of thousands of features each time was quadratic)."""
+        return {"feature": {f.name: f for f in self.features}, "part": {g.name: g for g in self.parts},
+                "class": {c.name: k for k, c in enumerate(self.classes)},
+                "feature_index": {f.name: k for k, f in enumerate(self.features)}}
+
     def feature(self, name: str) -> Feature:
-        for f in self.features:
-            if f.name == name:
-                return f
-        raise KeyError(name)
+        return self._by_name["feature"][name]  # KeyError for an unknown name, as before
 
     def feature_index(self, name: str) -> int:
-        for k, f in enumerate(self.features):
-            if f.name == name:
-                return k
-        raise KeyError(name)
+        return self._by_name["feature_index"][name]
 
     def class_index(self, name: str) -> int:
-        for k, c in enumerate(self.classes):
-            if c.name == name:
-                return k
-        raise KeyError(name)
+        return self._by_name["class"][name]
 
     @property
     def class_names(self) -> tuple[str, ...]:

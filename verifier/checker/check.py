@@ -520,6 +520,8 @@ def _check_zero_error(task, net, margin, obs, used, never, joint, counts) -> dic
 def _check_head(task, net, margin, obs, used, never, joint, counts, bank, deep) -> dict:
     """Window obligations of ``bank`` (the paper's form), then, for a deep network (``deep``:
     its level-1 paddings, later levels and grid), the part units; then the head lemmas."""
+    _PARSED.clear()
+    _ROWS.clear()
     try:
         shape = decompose(bank)
         head = head_layers(net)
@@ -716,24 +718,38 @@ def _check_general(task, net, margin, obs, used, counts) -> dict:
     return bounds
 
 
+_PARSED: dict[int, tuple] = {}  # id(window obligation) -> (the obligation, absent, present)
+_ROWS: dict[int, tuple] = {}  # id(Dense layer) -> (the layer, its rows' nonzero (k, w) and bias)
+
+
 def _interval_margin(head, wlist, statuses, c) -> Fraction | None:
+    """The interval bound on min_o N_c - N_o; each Dense row by its nonzero weights."""
     box = []
     for w in wlist:
-        a0, b0 = (parse_rational(v) for v in w["absent"])
-        if w["feature"] is None:
+        hit = _PARSED.get(id(w))
+        if hit is None or hit[0] is not w:
+            pr = None if w["feature"] is None else tuple(parse_rational(v) for v in w["present"])
+            _PARSED[id(w)] = hit = (w, tuple(parse_rational(v) for v in w["absent"]), pr)
+        (a0, b0), pr = hit[1], hit[2]
+        if pr is None:
             box.append((a0, b0))
             continue
-        a1, b1 = (parse_rational(v) for v in w["present"])
+        a1, b1 = pr
         st = statuses[w["feature"]]
         box.append((a1, max(b0, b1)) if st == "present" else (a0, b0) if st == "absent" else (min(a0, a1), max(b0, b1)))
     x = box
     for l in head:
         if isinstance(l, Dense):
+            hit = _ROWS.get(id(l))
+            if hit is None or hit[0] is not l:
+                W = l.weight
+                _ROWS[id(l)] = hit = (l, [([(k, W[o, k]) for k in range(W.shape[1]) if W[o, k] != 0], l.bias[o])
+                                          for o in range(W.shape[0])])
             nx = []
-            for o in range(l.weight.shape[0]):
-                lo = hi = l.bias[o]
-                for k, (a, b) in enumerate(x):
-                    wk = l.weight[o, k]
+            for row, bias in hit[1]:
+                lo = hi = bias
+                for k, wk in row:
+                    a, b = x[k]
                     lo += wk * (a if wk > 0 else b)
                     hi += wk * (b if wk > 0 else a)
                 nx.append((lo, hi))

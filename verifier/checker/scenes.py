@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
 import z3
 
 from cnnproof.constructions.task import ClassSpec, Feature, Task
@@ -24,8 +25,18 @@ def _available(cls: ClassSpec) -> list[str]:
     return list(cls.required) + (list(cls.distractors) if cls.max_distractors > 0 else [])
 
 
+_SUP: dict[int, tuple[Feature, dict]] = {}
+
+
 def _sup(f: Feature) -> dict[tuple[int, int, int], Fraction]:
-    return {(ch, a, b): v for ch, a, b, v in f.support()}
+    """f's support {(channel, row, col): value}, built once per feature object (callers do not
+    mutate it)."""
+    hit = _SUP.get(id(f))
+    if hit is None or hit[0] is not f:
+        if len(_SUP) > 100_000:
+            _SUP.clear()
+        _SUP[id(f)] = hit = (f, {(ch, a, b): v for ch, a, b, v in f.support()})
+    return hit[1]
 
 
 def uncoverable(task: Task, cls: ClassSpec, g: str, cell) -> str | None:
@@ -173,6 +184,39 @@ def scene_model(task: Task, cls: ClassSpec, s, dr: int = 0, dc: int = 0, H: int 
     return slots, placed
 
 
+_AGREE: dict[tuple[int, int], tuple] = {}  # (id(g), id(f)) -> (g, f, the offsets)
+
+
+def _grid(task: Task, f: Feature):
+    """f as arrays: each cell's value (background under '*') as its index in the task's levels,
+    and whether the cell is in f's support."""
+    code = {v: i for i, v in enumerate(task.levels)}
+    val = np.full((task.channels, f.height, f.width), code[task.background], dtype=np.int64)
+    sup = np.zeros(val.shape, dtype=bool)
+    for (ch, a, b), v in _sup(f).items():
+        val[ch, a, b], sup[ch, a, b] = code[v], True
+    return val, sup
+
+
+def _agreeing(task: Task, g: Feature, f: Feature) -> list[tuple[int, int]]:
+    """The offsets (di, dj) of f's anchor from g's at which their boxes meet and f writes, on
+    the overlap, what g needs."""
+    hit = _AGREE.get((id(g), id(f)))
+    if hit is not None and hit[0] is g and hit[1] is f:
+        return hit[2]
+    (gv, gm), (fv, _) = _grid(task, g), _grid(task, f)
+    out = []
+    for di in range(1 - f.height, g.height):
+        for dj in range(1 - f.width, g.width):
+            r0, r1, c0, c1 = max(0, di), min(g.height, di + f.height), max(0, dj), min(g.width, dj + f.width)
+            if not ((gv[:, r0:r1, c0:c1] != fv[:, r0 - di:r1 - di, c0 - dj:c1 - dj]) & gm[:, r0:r1, c0:c1]).any():
+                out.append((di, dj))
+    if len(_AGREE) > 200_000:
+        _AGREE.clear()
+    _AGREE[(id(g), id(f))] = (g, f, out)
+    return out
+
+
 def cooccur(task: Task, cls: ClassSpec, goals: list[str]):
     """A scene of ``cls`` whose base image contains every goal item, as nested
     [item, row, col, [pieces]] lists, or None when there is none (decided exactly by one z3
@@ -187,40 +231,22 @@ def cooccur(task: Task, cls: ClassSpec, goals: list[str]):
     s = z3.Solver()
     slots, placed = scene_model(task, cls, s, dr, dc, H, W)
     gcons: list = []
-    sup: dict = {}
-
-    def support(name):
-        if name not in sup:
-            sup[name] = _sup(feats[name])
-        return sup[name]
-
-    def agrees(g, f, di, dj) -> bool:
-        """f anchored at (di, dj) from g's anchor writes, on the overlap of their boxes, what g
-        needs (its template value, or background under its '*')."""
-        fs = support(f.name)
-        return all(fs.get((ch, a - di, b - dj), bg) == need for (ch, a, b), need in support(g.name).items()
-                   if 0 <= a - di < f.height and 0 <= b - dj < f.width)
 
     # Leaf boxes are pairwise disjoint, so the image on a box is its feature's. Hence g occurs
     # at (U, V) iff every leaf whose box meets g's window agrees with g on their overlap, and
     # every cell where g needs a non-background value lies in some leaf's box.
-    pairs: dict = {}  # (g, f) -> offsets at which the boxes meet but f disagrees with g
     for gi, gname in enumerate(goals):
         t = _tree(task, gname, z3.Int(f"u{gi}"), z3.Int(f"v{gi}"), f"g{gi}", gcons)
         for n, U, V, _ in _leaves(t):
             g = feats[n]
             s.add(U >= 0, V >= 0, U <= H - g.height, V <= W - g.width)
             for on, (fname, r, c, fh, fw), _ in placed:
-                f = feats[fname]
-                if (n, fname) not in pairs:
-                    pairs[(n, fname)] = [(di, dj) for di in range(1 - fh, g.height) for dj in range(1 - fw, g.width)
-                                         if not agrees(g, f, di, dj)]
                 DI, DJ = z3.Int(f"o{gi}_{len(gcons)}"), z3.Int(f"o{gi}_{len(gcons)}b")
                 gcons += [DI == r - U, DJ == c - V]
-                bad = [z3.And(DI == di, DJ == dj) for di, dj in pairs[(n, fname)]]
-                if bad:
-                    s.add(z3.Implies(on, z3.Not(z3.Or(bad))))
-            for (ch, a, b), need in support(n).items():
+                ok = [DI <= -fh, DI >= g.height, DJ <= -fw, DJ >= g.width]  # the boxes do not meet
+                ok += [z3.And(DI == di, DJ == dj) for di, dj in _agreeing(task, g, feats[fname])]
+                s.add(z3.Implies(on, z3.Or(ok)))
+            for (ch, a, b), need in _sup(g).items():
                 if need == bg:
                     continue
                 inside = [z3.And(on, r <= U + a, U + a < r + fh, c <= V + b, V + b < c + fw)
