@@ -184,7 +184,7 @@ def scene_model(task: Task, cls: ClassSpec, s, dr: int = 0, dc: int = 0, H: int 
     return slots, placed
 
 
-_AGREE: dict[tuple[int, int], tuple] = {}  # (id(g), id(f)) -> (g, f, the offsets)
+_AGREE: dict[tuple, tuple] = {}  # (id(g), id(f), background, levels, channels) -> (g, f, the offsets)
 
 
 def _grid(task: Task, f: Feature):
@@ -201,7 +201,8 @@ def _grid(task: Task, f: Feature):
 def _agreeing(task: Task, g: Feature, f: Feature) -> list[tuple[int, int]]:
     """The offsets (di, dj) of f's anchor from g's at which their boxes meet and f writes, on
     the overlap, what g needs."""
-    hit = _AGREE.get((id(g), id(f)))
+    key = (id(g), id(f), task.background, task.levels, task.channels)
+    hit = _AGREE.get(key)
     if hit is not None and hit[0] is g and hit[1] is f:
         return hit[2]
     (gv, gm), (fv, _) = _grid(task, g), _grid(task, f)
@@ -213,7 +214,7 @@ def _agreeing(task: Task, g: Feature, f: Feature) -> list[tuple[int, int]]:
                 out.append((di, dj))
     if len(_AGREE) > 200_000:
         _AGREE.clear()
-    _AGREE[(id(g), id(f))] = (g, f, out)
+    _AGREE[key] = (g, f, out)
     return out
 
 
