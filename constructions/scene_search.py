@@ -124,18 +124,23 @@ class _Tables:
         return ok
 
 
-_CACHE: dict[int, tuple[Task, _Tables]] = {}
+_CACHE: dict[tuple[type, int], tuple[Task, object]] = {}
+
+
+def _per_task(kind: type, task: Task):
+    """``kind(task)``, built once per task object (cached by identity: hashing a large frozen
+    task is slow)."""
+    hit = _CACHE.get((kind, id(task)))
+    if hit is None or hit[0] is not task:
+        if len(_CACHE) > 64:
+            _CACHE.clear()
+        hit = (task, kind(task))
+        _CACHE[(kind, id(task))] = hit
+    return hit[1]
 
 
 def _tables(task: Task) -> _Tables:
-    """The tables of ``task``, cached by identity (hashing a large frozen task is slow)."""
-    hit = _CACHE.get(id(task))
-    if hit is None or hit[0] is not task:
-        if len(_CACHE) > 32:
-            _CACHE.clear()
-        hit = (task, _Tables(task))
-        _CACHE[id(task)] = hit
-    return hit[1]
+    return _per_task(_Tables, task)
 
 
 def available(task: Task, cls: ClassSpec) -> list[str]:
@@ -297,17 +302,8 @@ class _KeyIndex:
         return next(c for i, c in enumerate(self.keys[g]) if not m >> i & 1)
 
 
-_INDEX: dict[int, tuple[Task, _KeyIndex]] = {}
-
-
 def _key_index(task: Task) -> _KeyIndex:
-    hit = _INDEX.get(id(task))
-    if hit is None or hit[0] is not task:
-        if len(_INDEX) > 32:
-            _INDEX.clear()
-        hit = (task, _KeyIndex(task))
-        _INDEX[id(task)] = hit
-    return hit[1]
+    return _per_task(_KeyIndex, task)
 
 
 @dataclass
