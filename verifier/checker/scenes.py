@@ -54,19 +54,40 @@ def uncoverable(task: Task, cls: ClassSpec, g: str, cell) -> str | None:
     if need == bg:
         return f"cell {cell} of {g} needs the background value"
     ch, a, b = cell
+    gc, _ = _coded(task, task.feature(g))
     for fname in _available(cls):
         f = task.feature(fname)
-        fs = _sup(f)
-        for (fch, fa, fb), v in fs.items():
-            if fch != ch or v != need:
-                continue
+        fc, at = _coded(task, f)
+        for fa, fb in at.get((ch, gc[(ch, a, b)]), ()):  # f's cells holding the value needed
             di, dj = a - fa, b - fb  # f's anchor relative to g's window
-            ok = all(fs.get((c2, a2 - di, b2 - dj), bg) == n2
-                     for (c2, a2, b2), n2 in gs.items()
+            ok = all(fc.get((c2, a2 - di, b2 - dj), 0) == n2
+                     for (c2, a2, b2), n2 in gc.items()
                      if 0 <= a2 - di < f.height and 0 <= b2 - dj < f.width)
             if ok:
                 return f"{fname} placed at offset ({di}, {dj}) writes cell {cell} of {g} compatibly"
     return None
+
+
+_CODED: dict[tuple, tuple] = {}
+
+
+def _coded(task: Task, f: Feature):
+    """f's support with each value as a small integer (the background is 0), and its cells by
+    (channel, value); built once per feature object and task levels."""
+    key = (id(f), task.background, task.levels)
+    hit = _CODED.get(key)
+    if hit is None or hit[0] is not f:
+        code = {task.background: 0}
+        for v in task.levels:
+            code.setdefault(v, len(code))
+        sup = {c: code[v] for c, v in _sup(f).items()}
+        at: dict = {}
+        for (ch, a, b), v in sup.items():
+            at.setdefault((ch, v), []).append((a, b))
+        if len(_CODED) > 100_000:
+            _CODED.clear()
+        _CODED[key] = hit = (f, sup, at)
+    return hit[1], hit[2]
 
 
 def bounded_canvas(task: Task, cls: ClassSpec, goals: list[str]) -> tuple[int, int, int, int]:
@@ -241,17 +262,17 @@ def cooccur(task: Task, cls: ClassSpec, goals: list[str]):
         for n, U, V, _ in _leaves(t):
             g = feats[n]
             s.add(U >= 0, V >= 0, U <= H - g.height, V <= W - g.width)
+            offs = []  # per placed leaf: (selector, DI, DJ, h, w), its anchor minus g's
             for on, (fname, r, c, fh, fw), _ in placed:
                 DI, DJ = z3.Int(f"o{gi}_{len(gcons)}"), z3.Int(f"o{gi}_{len(gcons)}b")
                 gcons += [DI == r - U, DJ == c - V]
                 ok = [DI <= -fh, DI >= g.height, DJ <= -fw, DJ >= g.width]  # the boxes do not meet
                 ok += [z3.And(DI == di, DJ == dj) for di, dj in _agreeing(task, g, feats[fname])]
                 s.add(z3.Implies(on, z3.Or(ok)))
-            for (ch, a, b), need in _sup(g).items():
-                if need == bg:
-                    continue
-                inside = [z3.And(on, r <= U + a, U + a < r + fh, c <= V + b, V + b < c + fw)
-                          for on, (_, r, c, fh, fw), _ in placed]
+                offs.append((on, DI, DJ, fh, fw))
+            for a, b in sorted({(a, b) for (_, a, b), need in _sup(g).items() if need != bg}):
+                # g's cell (a, b) lies in the leaf's box: a - h < DI <= a and b - w < DJ <= b
+                inside = [z3.And(on, DI <= a, DI > a - fh, DJ <= b, DJ > b - fw) for on, DI, DJ, fh, fw in offs]
                 s.add(z3.Or(inside) if inside else z3.BoolVal(False))
     s.add(gcons)
     r = s.check()
