@@ -89,7 +89,7 @@ class _Tables:
         self.sup = {f.name: _support(f) for f in task.features}
         self.size = {f.name: f.size for f in task.features}
         self._compat: dict[tuple[str, str, int, int], bool] = {}
-        self.options: dict[tuple[str, str], dict] = {}
+        self.options: dict[tuple, dict] = {}
         self._by_value: dict[tuple[str, int, Fraction], list[tuple[int, int]]] = {}
         for name, sup in self.sup.items():
             for (ch, a, b), v in sup.items():
@@ -156,7 +156,7 @@ def cover_options(task: Task, cls: ClassSpec, g: str) -> dict[Cell, list[tuple[s
     (f's anchor relative to g's window) at which an available f writes that value there and is
     compatible with g."""
     T = _tables(task)
-    key = (cls.name, g)
+    key = (cls, g)  # the class itself: another class of the same name has other options
     hit = T.options.get(key)
     if hit is not None:
         return hit
@@ -241,8 +241,8 @@ class _KeyIndex:
                     self.groups.setdefault((ch, v), []).append(grp)
                 self.members.setdefault((ch, v) + grp, []).append((f.name, i))
         self._tables: dict[tuple, tuple[list, dict]] = {}
-        self._hits: dict[str, dict[str, int]] = {}  # class -> feature -> bit set of its covered key cells
-        self._cands: dict[str, frozenset[str]] = {}
+        self._hits: dict[str, tuple] = {}  # class name -> (the class, feature -> bit set of its covered key cells)
+        self._cands: dict[str, tuple] = {}  # class name -> (the class, its candidates)
         # each feature's values as small integers (hashing Fractions dominated the lookups)
         codes: dict[Fraction, int] = {bg: 0}
         self.code = {f.name: {c: codes.setdefault(v, len(codes)) for c, v in T.sup[f.name].items()}
@@ -270,8 +270,8 @@ class _KeyIndex:
 
     def _covered(self, cls: ClassSpec) -> dict[str, int]:
         hit = self._hits.get(cls.name)
-        if hit is not None:
-            return hit
+        if hit is not None and (hit[0] is cls or hit[0] == cls):
+            return hit[1]
         T = self.T
         bits: dict[str, int] = {}
         for f in dict.fromkeys(available(self.task, cls)):
@@ -285,16 +285,16 @@ class _KeyIndex:
                         key = tuple(fs.get((c, r - di, q - dj), 0) for (c, r, q), m in zip(cells, mask) if m)
                         for g, i in table.get(key, ()):
                             bits[g] = bits.get(g, 0) | (1 << i)
-        self._hits[cls.name] = bits
+        self._hits[cls.name] = (cls, bits)
         return bits
 
     def candidates(self, cls: ClassSpec) -> frozenset[str]:
         hit = self._cands.get(cls.name)
-        if hit is None:
+        if hit is None or not (hit[0] is cls or hit[0] == cls):  # a changed class of the same name: anew
             bits = self._covered(cls)
-            hit = frozenset(self.trivial | {g for g, m in bits.items() if m == (1 << len(self.keys[g])) - 1})
+            hit = (cls, frozenset(self.trivial | {g for g, m in bits.items() if m == (1 << len(self.keys[g])) - 1}))
             self._cands[cls.name] = hit
-        return hit
+        return hit[1]
 
     def uncovered(self, cls: ClassSpec, g: str) -> Cell:
         """A key cell of g (not a candidate of ``cls``) that nothing available covers."""

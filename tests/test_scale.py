@@ -70,3 +70,17 @@ def test_the_30_class_joint_search_ends_within_its_budget():
     assert S.appear_together(task, k1, ["g1", "g2"]) is None  # was: past 200 000 nodes
     v = compositional.prove(task, build_network(task), Question("zero_error"), fallback=False)
     assert v.verdict == "PROVED", getattr(v, "reason", "")
+
+
+def test_a_changed_class_of_the_same_name_is_not_answered_from_the_cache():
+    """The index caches per class name; a class with the same name and other rules (here a
+    distractor that writes g2's key cells) must be answered anew."""
+    import dataclasses
+
+    task = gen_task(12)
+    k2 = task.classes[task.class_index("k2")]
+    before = S.uncoverable_cell(task, k2, "g2")
+    assert before is not None  # g2 never occurs in k2
+    k2b = dataclasses.replace(k2, distractors=("g2",), max_distractors=1)
+    assert S.uncoverable_cell(task, k2b, "g2") is None  # g2 itself may now be placed
+    assert S.uncoverable_cell(task, k2, "g2") == before
