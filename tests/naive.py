@@ -346,3 +346,11 @@ def naive_min_margin(task, logits_fn: Callable[[Image], Sequence]) -> Fraction:
         raise ValueError("no scenes")
     return worst
 
+
+def present_sets(task, cls) -> list[set[str]]:
+    """Per scene of ``cls`` (enumerated literally): the set of features its base image contains."""
+    out = []
+    for scene in naive_scenes(task, cls):
+        img = naive_image(task, scene)
+        out.append({f.name for f in task.features if naive_contains(task, img, f)})
+    return out

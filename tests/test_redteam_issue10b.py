@@ -31,6 +31,7 @@ from cnnproof.verifier.network import Network
 from cnnproof.verifier.outcome import Question
 
 import naive_parts
+from forging import accepts
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ROOT / "proofs" / "tasks"
@@ -48,15 +49,7 @@ def _edit(text: str, old: str, new: str) -> str:
     return text.replace(old, new, 1)
 
 
-def _accepts(cert: dict, where: Path, name: str = "forged.json") -> bool:
-    """True iff the fenced checker accepts ``cert`` (written into ``where``, so that relative
-    task and network file names resolve there). Bad input (exit 2) counts as not accepted."""
-    p = where / name
-    p.write_text(json.dumps(cert))
-    try:
-        return check_certificate(p).ok
-    except InputError:
-        return False
+_accepts = accepts
 
 
 UPDOWN = (TASKS / "h_updown.toml").read_text()

@@ -27,7 +27,8 @@ import z3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from naive import naive_contains, naive_image, naive_scenes
+from naive import naive_contains, naive_image, naive_scenes, present_sets
+from forging import accepts
 from randtasks import random_task
 
 from cnnproof.constructions import scene_search
@@ -93,18 +94,12 @@ def _scene_contains(task, cls, scene, goals):
         assert cs.item_anchors(task, img, g, memo), (goals, scene)
 
 
-def _present_sets(task, cls) -> list[set[str]]:
-    out = []
-    for scene in naive_scenes(task, cls):
-        img = naive_image(task, scene)
-        out.append({f.name for f in task.features if naive_contains(task, img, f)})
-    return out
 
 
 def _flat_agree(task, sizes=(1, 2), brute=True):
     feats = [f.name for f in task.features]
     for cls in task.classes:
-        present = _present_sets(task, cls) if brute else None
+        present = present_sets(task, cls) if brute else None
         for k in sizes:
             for goals in itertools.combinations(feats, k):
                 new = cs.cooccur(task, cls, list(goals))
@@ -280,13 +275,7 @@ def test_agreeing_cache_is_not_fooled_by_a_rebuilt_task():
 
 # -- forged certificates ---------------------------------------------------------------------------
 
-def _accepts(cert: dict, where: Path, name: str = "forged.json") -> bool:
-    p = where / name
-    p.write_text(json.dumps(cert))
-    try:
-        return check_certificate(p).ok
-    except InputError:
-        return False
+_accepts = accepts
 
 
 DISTRACTORS = (TASKS / "distractors.toml").read_text()

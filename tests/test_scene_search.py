@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from naive import naive_contains, naive_image, naive_scenes
+from naive import naive_contains, naive_image, naive_scenes, present_sets
 from randtasks import load_or_reject, random_task
 
 from cnnproof.constructions.scene_search import WORK, appear_together, reduced_canvas, uncoverable_cell
@@ -25,12 +25,6 @@ from cnnproof.constructions.task import Anchors
 from cnnproof.verifier.checker.scenes import bounded_canvas, can_cooccur
 
 
-def _present_sets(task, cls) -> list[set[str]]:
-    out = []
-    for scene in naive_scenes(task, cls):
-        img = naive_image(task, scene)
-        out.append({f.name for f in task.features if naive_contains(task, img, f)})
-    return out
 
 
 def _agree(text, task, sizes=(1, 2), checker=False) -> int:
@@ -39,10 +33,10 @@ def _agree(text, task, sizes=(1, 2), checker=False) -> int:
     feats = [f.name for f in task.features]
     squeezed = 0
     for cls in task.classes:
-        present_sets = _present_sets(task, cls)
+        present = present_sets(task, cls)
         for k in sizes:
             for goals in itertools.combinations(feats, k):
-                truth = any(set(goals) <= p for p in present_sets)
+                truth = any(set(goals) <= p for p in present)
                 found = appear_together(task, cls, list(goals))
                 assert (found is not None) == truth, (text, cls.name, goals)
                 if found is not None:
@@ -72,7 +66,7 @@ def _squeeze_check(text, task, sizes=(1, 2)) -> None:
     """Brute force on the full canvas == brute force on the bounded canvas, per question."""
     feats = [f.name for f in task.features]
     for cls in task.classes:
-        full = _present_sets(task, cls)
+        full = present_sets(task, cls)
         for k in sizes:
             for goals in itertools.combinations(feats, k):
                 dr, dc, H, W = reduced_canvas(task, cls, goals)
@@ -80,7 +74,7 @@ def _squeeze_check(text, task, sizes=(1, 2)) -> None:
                     continue
                 small = _framed(task, cls, dr, dc, H, W)
                 truth = any(set(goals) <= p for p in full)
-                squeezed = any(set(goals) <= p for p in _present_sets(small, small.classes[task.class_index(cls.name)]))
+                squeezed = any(set(goals) <= p for p in present_sets(small, small.classes[task.class_index(cls.name)]))
                 assert truth == squeezed, (text, cls.name, goals, (dr, dc, H, W))
 
 
