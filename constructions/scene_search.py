@@ -193,15 +193,20 @@ def _first_uncoverable(task: Task, cls: ClassSpec, g: str) -> Cell | None:
     """The cell :func:`cover_options` would leave without options, tried nearest the centre
     first and each abandoned at its first option (the full option lists are not built)."""
     T = _tables(task)
-    bg = task.background
-    gh, gw = T.size[g]
     avail = list(dict.fromkeys(available(task, cls)))
-    cells = sorted(((c, v) for c, v in T.sup[g].items() if v != bg),
-                   key=lambda cv: (max(abs(2 * cv[0][1] - (gh - 1)), abs(2 * cv[0][2] - (gw - 1))), cv[0]))
-    for (ch, a, b), v in cells:
+    for (ch, a, b), v in _centre_first(task, g):
         if not any(T.compatible(g, f, a - fa, b - fb) for f in avail for fa, fb in T.cells_with(f, ch, v)):
             return (ch, a, b)
     return None
+
+
+def _centre_first(task: Task, g: str) -> list[tuple[Cell, Fraction]]:
+    """g's support cells needing a non-background value, nearest the centre of its window first
+    (Chebyshev distance; ties by cell): they have the largest overlaps with what covers them."""
+    T = _tables(task)
+    gh, gw = T.size[g]
+    return sorted(((c, v) for c, v in T.sup[g].items() if v != task.background),
+                  key=lambda cv: (max(abs(2 * cv[0][1] - (gh - 1)), abs(2 * cv[0][2] - (gw - 1))), cv[0]))
 
 
 KEY_CELLS = 2  # key cells per feature: a candidate must have all of them covered
@@ -230,8 +235,7 @@ class _KeyIndex:
         self.trivial: set[str] = set()
         for f in task.features:
             gh, gw = f.size
-            cells = sorted(((c, v) for c, v in T.sup[f.name].items() if v != bg),
-                           key=lambda cv: (max(abs(2 * cv[0][1] - (gh - 1)), abs(2 * cv[0][2] - (gw - 1))), cv[0]))
+            cells = _centre_first(task, f.name)
             self.keys[f.name] = [c for c, _ in cells[:KEY_CELLS]]
             if not cells:
                 self.trivial.add(f.name)

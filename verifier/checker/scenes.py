@@ -209,13 +209,12 @@ _AGREE: dict[tuple, tuple] = {}  # (id(g), id(f), background, levels, channels) 
 
 
 def _grid(task: Task, f: Feature):
-    """f as arrays: each cell's value (background under '*') as its index in the task's levels,
-    and whether the cell is in f's support."""
-    code = {v: i for i, v in enumerate(task.levels)}
-    val = np.full((task.channels, f.height, f.width), code[task.background], dtype=np.int64)
+    """f as arrays: each cell's value code of :func:`_coded` (the background's under '*'), and
+    whether the cell is in f's support."""
+    val = np.zeros((task.channels, f.height, f.width), dtype=np.int64)  # 0: the background's code
     sup = np.zeros(val.shape, dtype=bool)
-    for (ch, a, b), v in _sup(f).items():
-        val[ch, a, b], sup[ch, a, b] = code[v], True
+    for (ch, a, b), v in _coded(task, f)[0].items():
+        val[ch, a, b], sup[ch, a, b] = v, True
     return val, sup
 
 
